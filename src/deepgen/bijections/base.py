@@ -1,0 +1,69 @@
+"""The bijection contract and composition.
+
+A bijection f maps x to y = f(x) and reports the log-determinant of its
+Jacobian per example:
+
+    y, log|det df/dx| = f.forward(x, context)
+    x, log|det df^-1/dy| = f.inverse(y, context)
+
+so that the change of variables reads log p_X(x) = log p_Y(f(x)) + log|det df/dx|.
+``context`` is an optional conditioning tensor threaded through every bijection.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
+    """Sum over every dimension but the first."""
+    return x.reshape(x.shape[0], -1).sum(-1)
+
+
+class Bijection(nn.Module):
+    """Base class: subclasses implement ``forward`` and ``inverse``, each returning (output, logabsdet)."""
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Compose(Bijection):
+    """f = f_n o ... o f_1; log|det| adds up along the chain."""
+
+    def __init__(self, bijections: Iterable[Bijection]):
+        super().__init__()
+        self.bijections = nn.ModuleList(bijections)
+
+    def forward(self, x, context=None):
+        total = x.new_zeros(x.shape[0])
+        for b in self.bijections:
+            x, ld = b(x, context)
+            total = total + ld
+        return x, total
+
+    def inverse(self, y, context=None):
+        total = y.new_zeros(y.shape[0])
+        for b in reversed(self.bijections):
+            y, ld = b.inverse(y, context)
+            total = total + ld
+        return y, total
+
+
+class Inverse(Bijection):
+    """The inverse bijection: swaps ``forward`` and ``inverse`` (e.g. IAF = Inverse(MAF))."""
+
+    def __init__(self, bijection: Bijection):
+        super().__init__()
+        self.bijection = bijection
+
+    def forward(self, x, context=None):
+        return self.bijection.inverse(x, context)
+
+    def inverse(self, y, context=None):
+        return self.bijection(y, context)

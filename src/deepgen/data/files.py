@@ -1,0 +1,343 @@
+"""Users' own data from disk: IDX (MNIST-style), .npy, .npz, .csv, folders of images.
+
+``load_file(source)`` returns every example as float32 ``(N, *shape)`` and a
+:class:`DataSpec`.  The format comes from a prefix (``idx:``, ``npy:``, ``npz:``,
+``csv:``, ``images:``) or else from the path.  ``archive.npz:key`` picks one array.
+
+Shapes: ``(N, D)`` -> vectors; ``(N, H, W)`` -> ``(N, 1, H, W)``; ``(N, C, H, W)``
+with C in {1, 3} as is; ``(N, H, W, C)`` with C in {1, 3} -> NCHW.
+Levels: uint8 -> 256; bool -> 2; other non-negative integer *images* -> max + 1;
+everything else (floats, integer vectors, CSV) is continuous (None).
+Images from a folder have 256 levels.
+
+Every failure is a one-line :class:`DataError` naming the file; pickled
+content is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import os
+import zlib
+from typing import Callable
+
+import numpy as np
+import torch
+
+from deepgen.data.spec import DataSpec, validate_array
+from deepgen.errors import DataError
+
+FORMATS = ("idx", "npy", "npz", "csv", "images")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_NPZ_KEYS = ("x", "data", "arr_0")
+_EXPECTED = "expected a .npy, .npz, .csv, IDX file (.gz, -ubyte, .idx*) or a folder of images"
+
+# IDX type code -> (big-endian numpy dtype, name)
+_IDX_TYPES = {
+    0x08: (">u1", "ubyte"),
+    0x09: (">i1", "byte"),
+    0x0B: (">i2", "short"),
+    0x0C: (">i4", "int"),
+    0x0D: (">f4", "float"),
+    0x0E: (">f8", "double"),
+}
+
+
+def _err(path: str, what: str) -> DataError:
+    return DataError(f"{path}: {what}")
+
+
+def _why(exc: BaseException) -> str:
+    """First line of a library exception, for the one-line message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _split_source(source: str) -> tuple[str | None, str, str | None]:
+    """``[fmt:]path[:key]`` -> (fmt or None, path, npz key or None)."""
+    fmt = None
+    head, sep, rest = source.partition(":")
+    if sep and head in FORMATS:
+        fmt, source = head, rest
+    key = None
+    if not os.path.exists(source):
+        base, sep, k = source.rpartition(":")
+        if sep and k and base.lower().endswith(".npz") and os.path.isfile(base):
+            source, key = base, k
+            if fmt not in (None, "npz"):
+                raise _err(source, f"an array key ':{k}' needs the npz format, not '{fmt}'")
+            fmt = "npz"
+    return fmt, source, key
+
+
+def _guess_format(path: str) -> str:
+    """From the suffix (.npy .npz .csv; .gz .idx* -ubyte are IDX), else a directory is images."""
+    name = os.path.basename(os.path.normpath(path)).lower()
+    ext = os.path.splitext(name)[1]
+    if ext in (".npy", ".npz", ".csv"):
+        return ext[1:]
+    if ext == ".gz" or ext.startswith(".idx") or name.endswith("-ubyte"):
+        return "idx"
+    if os.path.isdir(path):
+        return "images"
+    raise _err(path, f"cannot tell the format from the name; {_EXPECTED}, or prefix one of "
+               + ", ".join(f"'{f}:'" for f in FORMATS))
+
+
+def _open_checked(path: str):
+    """Open a file for binary reading; a directory or OS error becomes a DataError."""
+    if os.path.isdir(path):
+        raise _err(path, "is a directory; expected a file (use 'images:' for a folder of images)")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise _err(path, f"cannot open file ({_why(exc)})") from None
+
+
+def _read_bytes(path: str) -> bytes:
+    with _open_checked(path) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise _err(path, f"cannot read file ({_why(exc)})") from None
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _levels(a: np.ndarray, image: bool) -> int | None:
+    """Discrete levels implied by dtype: bool 2, uint8 256, non-negative int images max+1."""
+    if a.dtype.kind == "b":
+        return 2
+    if a.dtype.kind == "u" and a.dtype.itemsize == 1:
+        return 256
+    if a.dtype.kind in "iu" and image and a.min() >= 0:
+        return max(int(a.max()) + 1, 2)
+    return None
+
+
+def _to_examples(a: np.ndarray, path: str) -> tuple[np.ndarray, int | None]:
+    """Numeric array -> (examples in (N, D) or NCHW layout, levels)."""
+    if a.dtype.kind not in "biuf" or a.dtype.names is not None:
+        raise _err(path, f"array has dtype {a.dtype}; expected a numeric (bool, integer or float) array")
+    if a.ndim == 0:
+        raise _err(path, "holds a single number; expected an array of examples (N, ...)")
+    if a.size == 0:
+        raise _err(path, f"dataset is empty (array shape {a.shape}); expected at least one example")
+    if a.ndim == 1:
+        raise _err(path, f"1-D array of {len(a)} values; expected (N, D) vectors or (N, H, W[, C]) images "
+                   "(reshape to (N, 1) for scalars)")
+    if a.ndim == 3:
+        a = a[:, None]
+    elif a.ndim == 4 and a.shape[1] not in (1, 3):
+        if a.shape[3] not in (1, 3):
+            raise _err(path, f"4-D array of shape {a.shape}; expected (N, C, H, W) or (N, H, W, C) with C = 1 or 3")
+        a = a.transpose(0, 3, 1, 2)
+    elif a.ndim > 4:
+        raise _err(path, f"{a.ndim}-D array of shape {a.shape}; expected (N, D), (N, H, W) or 4-D images")
+    return a, _levels(a, image=a.ndim == 4)
+
+
+def _finish(a: np.ndarray, levels: int | None, path: str, fmt: str) -> tuple[torch.Tensor, DataSpec]:
+    """float32 tensor + spec, checked by :func:`validate_array`."""
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, caught below
+        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    shape = tuple(x.shape[1:])
+    name = os.path.basename(os.path.normpath(path))
+    desc = (f"{fmt} from {name}: N={len(x)}, shape {shape}, "
+            + (f"{levels} levels (0..{levels - 1})" if levels else "continuous"))
+    spec = DataSpec(name=name, shape=shape, levels=levels, description=desc)
+    return validate_array(x, spec, path), spec
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def _load_idx(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    raw = _read_bytes(path)
+    fmt = "IDX"
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _err(path, f"corrupt or truncated gzip data ({_why(exc)}); expected a gzipped IDX file") from None
+        fmt = "gzipped IDX"
+    if len(raw) < 4:
+        raise _err(path, f"file is truncated ({len(raw)} bytes); expected an IDX header of at least 4 bytes")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise _err(path, f"wrong IDX magic number 0x{raw[:4].hex()}; expected 0x0000 then a type code "
+                   "(08 ubyte, 09 byte, 0B short, 0C int, 0D float, 0E double) and the number of dims")
+    dtype, tname = _IDX_TYPES[raw[2]]
+    ndim, header = raw[3], 4 + 4 * raw[3]
+    if len(raw) < header:
+        raise _err(path, f"file is truncated ({len(raw)} bytes); expected a {header}-byte IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    count = math.prod(dims)
+    expected = header + count * np.dtype(dtype).itemsize
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "longer than its header says"
+        raise _err(path, f"file is {what}: {len(raw)} bytes, expected {expected} for {tname} data of shape {dims}")
+    if ndim == 1:
+        raise _err(path, f"this is an IDX label file (1-D, {dims[0]} {tname} values); "
+                   "expected an IDX file of images (N, H, W) or vectors (N, D)")
+    return np.frombuffer(raw, dtype, count, header).reshape(dims), f"{fmt} {tname}"
+
+
+def _load_numpy(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    """.npy array or one array of an .npz archive (by magic bytes); never unpickles."""
+    with _open_checked(path) as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        kind = "npy"
+    elif magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        kind = "npz"
+    else:
+        raise _err(path, f"not a .npy or .npz file (starts with {magic!r}); expected NumPy's .npy / .npz format")
+    if kind == "npy" and key is not None:
+        raise _err(path, f"is a .npy file, which has no key '{key}'")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if kind == "npy":
+            return loaded, kind
+        with loaded:
+            return _npz_member(loaded, path, key), kind
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise _err(path, "contains pickled Python objects, which are never loaded; "
+                       "expected a numeric array") from None
+        raise _err(path, f"unreadable {kind} file ({_why(exc)}); expected a valid .{kind} file") from None
+    except Exception as exc:  # noqa: BLE001 - numpy raises many kinds on corrupt input
+        raise _err(path, f"unreadable or truncated {kind} file ({_why(exc)}); expected a valid .{kind} file") from None
+
+
+def _npz_member(z, path: str, key: str | None) -> np.ndarray:
+    keys = list(z.files)
+    if key is None:
+        if not keys:
+            raise _err(path, "npz archive holds no arrays; expected one under key 'x', 'data' or 'arr_0'")
+        found = [k for k in _NPZ_KEYS if k in keys]
+        if len(keys) == 1:
+            key = keys[0]
+        elif found:
+            key = found[0]
+        else:
+            raise _err(path, f"npz archive has keys {keys}; expected one array or a key 'x', 'data' or "
+                       "'arr_0' (or pick one with 'file.npz:key')")
+    elif key not in keys:
+        raise _err(path, f"npz archive has no key '{key}'; keys are {keys}")
+    return z[key]
+
+
+def _load_csv(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _err(path, f"not a UTF-8 text file (byte {exc.start}); expected a comma-separated numeric table") from None
+    reader = csv.reader(io.StringIO(text))
+    rows, lines = [], []
+    try:
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                rows.append([c.strip() for c in row])
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise _err(path, f"line {reader.line_num}: malformed CSV ({exc}); expected a comma-separated numeric table") from None
+    if rows and not all(_is_number(c) for c in rows[0]):
+        header, rows, lines = rows[0], rows[1:], lines[1:]
+        width = len(header)
+    else:
+        width = len(rows[0]) if rows else 0
+    if not rows:
+        raise _err(path, "dataset is empty (no data rows); expected a numeric table with at least one row")
+    for row, line in zip(rows, lines):
+        if len(row) != width:
+            raise _err(path, f"line {line} has {len(row)} fields; expected {width} like the first row")
+    try:
+        return np.array(rows, dtype=np.float64), "csv"
+    except ValueError:
+        for row, line in zip(rows, lines):
+            for col, cell in enumerate(row, 1):
+                if not _is_number(cell):
+                    raise _err(path, f"line {line}, column {col}: '{cell[:40]}' is not a number; "
+                               "expected numeric cells") from None
+        raise _err(path, "could not parse the table as numbers; expected numeric cells") from None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_images(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    """All images under a folder (recursive, sorted by path) as (N, H, W, C) uint8."""
+    from PIL import Image
+
+    if not os.path.isdir(path):
+        raise _err(path, "is not a directory; expected a folder of .png / .jpg / .jpeg / .bmp images")
+    files = sorted(
+        os.path.join(root, f)
+        for root, _, names in os.walk(path)
+        for f in names
+        if f.lower().endswith(IMAGE_SUFFIXES)
+    )
+    if not files:
+        raise _err(path, f"dataset is empty: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    arrays, size0 = [], None
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if size0 is not None and im.size != size0:
+                    raise _err(f, f"image is {im.size[0]}x{im.size[1]} (WxH); expected {size0[0]}x{size0[1]} "
+                               f"like {os.path.relpath(files[0], path)} (all images must have the same size)")
+                size0 = size0 or im.size
+                im = im.convert("L" if im.mode in ("L", "1") else "RGB")
+                arrays.append(np.asarray(im, dtype=np.uint8))
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - PIL raises many kinds on corrupt input
+            raise _err(f, f"cannot read image ({_why(exc)}); expected a valid PNG, JPEG or BMP file") from None
+    if any(a.ndim == 3 for a in arrays):  # mixed grey / colour: grey -> RGB
+        arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
+    else:
+        arrays = [a[..., None] for a in arrays]
+    return np.stack(arrays), "images"
+
+
+_LOADERS: dict[str, Callable[[str, str | None], tuple[np.ndarray, str]]] = {
+    "idx": _load_idx,
+    "npy": _load_numpy,
+    "npz": _load_numpy,
+    "csv": _load_csv,
+    "images": _load_images,
+}
+
+
+def load_file(path: str) -> tuple[torch.Tensor, DataSpec]:
+    """All examples of a user's file or folder as float32 (N, *shape), and its spec.
+
+    ``path`` is ``[idx:|npy:|npz:|csv:|images:]path`` or ``archive.npz:key``.
+    """
+    fmt, path, key = _split_source(path)
+    if not os.path.exists(path):
+        raise _err(path, f"no such file or directory; {_EXPECTED}")
+    fmt = fmt or _guess_format(path)
+    a, fmt_desc = _LOADERS[fmt](path, key)
+    if fmt == "csv":
+        levels = None
+    elif fmt == "images":
+        a, levels = a.transpose(0, 3, 1, 2), 256
+    else:
+        a, levels = _to_examples(a, path)
+    return _finish(a, levels, path, fmt_desc)

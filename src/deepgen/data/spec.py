@@ -1,0 +1,123 @@
+"""What a dataset is: its per-example shape, its discrete levels, its splits.
+
+Units.  A dataset with ``levels = L`` holds integers ``k`` in ``{0, ..., L-1}``
+(stored as float32).  Every model's ``log_prob`` on such data is the log of a
+*discrete* probability P(k) (exact, estimated or bounded), so that
+
+    bits/dim = -log P(k) / (D * ln 2),      D = prod(shape)
+
+is comparable across families.  Continuous models reach it by uniform
+dequantization (see :mod:`deepgen.data.dequantize`).  A dataset with
+``levels = None`` is continuous; its NLL is in nats of the data's own units,
+and bits/dim is the same figure divided by D ln 2 (a differential entropy,
+which may be negative).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from deepgen.errors import DataError
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape and scale of one example.
+
+    ``shape``: per-example shape, ``(D,)`` for vectors, ``(C, H, W)`` for images.
+    ``levels``: number of discrete values per dimension, or None if continuous.
+    ``description``: one line on where the data come from and their scale.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    levels: int | None = None
+    description: str = ""
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.levels is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+        try:
+            return cls(
+                name=str(d["name"]),
+                shape=tuple(int(s) for s in d["shape"]),
+                levels=None if d.get("levels") is None else int(d["levels"]),
+                description=str(d.get("description", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"data spec {d!r} is malformed: expected name, shape, levels ({exc})") from None
+
+    def bits_per_dim(self, nll_nats: float) -> float:
+        """bits/dim = NLL[nats per example] / (D ln 2)."""
+        return nll_nats / (self.dim * math.log(2))
+
+
+@dataclass
+class Splits:
+    """Fixed train / val / test tensors of one dataset, all of shape (N, *spec.shape)."""
+
+    spec: DataSpec
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split '{name}': expected train, val or test")
+        return getattr(self, name)
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(self.split(s)) for s in ("train", "val", "test")}
+
+
+def validate_array(x: torch.Tensor, spec: DataSpec, source: str) -> torch.Tensor:
+    """Check one split: non-empty, finite, right shape, values on the spec's scale."""
+    if x.ndim == 0 or len(x) == 0:
+        raise DataError(f"{source}: dataset is empty (expected at least one example)")
+    if tuple(x.shape[1:]) != tuple(spec.shape):
+        raise DataError(f"{source}: examples have shape {tuple(x.shape[1:])}, expected {tuple(spec.shape)}")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0].item()
+        raise DataError(f"{source}: contains NaN or infinite values (first at example {bad})")
+    if spec.levels is not None:
+        if (x != x.round()).any() or x.min() < 0 or x.max() > spec.levels - 1:
+            raise DataError(
+                f"{source}: expected integers in [0, {spec.levels - 1}] for {spec.levels} levels, "
+                f"got values in [{x.min().item():g}, {x.max().item():g}]"
+            )
+    return x.float()
+
+
+def split_fixed(x: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0):
+    """Split rows of ``x`` into train/val/test with a seeded permutation (same every run)."""
+    n = len(x)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    n_val = max(1, int(round(fractions[1] * n))) if n >= 3 else 0
+    n_test = max(1, int(round(fractions[2] * n))) if n >= 3 else 0
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise DataError(f"dataset has {n} examples; need at least 3 to make train/val/test splits")
+    idx = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+    return idx

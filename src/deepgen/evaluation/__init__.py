@@ -1,0 +1,1 @@
+"""Evaluation: likelihoods in nats and bits/dim, plots."""

@@ -1,0 +1,119 @@
+"""PNG plots written next to the numbers: 2-D density maps, image grids, training curves."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from deepgen.io import atomic_path  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_bounds(data: torch.Tensor, margin: float = 0.1) -> tuple[float, float, float, float]:
+    lo = torch.quantile(data, 0.001, dim=0)
+    hi = torch.quantile(data, 0.999, dim=0)
+    pad = (hi - lo) * margin
+    return (lo[0] - pad[0]).item(), (hi[0] + pad[0]).item(), (lo[1] - pad[1]).item(), (hi[1] + pad[1]).item()
+
+
+@torch.no_grad()
+def density_grid(model, bounds, resolution: int = 160) -> np.ndarray:
+    """log p on a resolution x resolution grid over ``bounds`` (x0, x1, y0, y1); rows are y."""
+    x0, x1, y0, y1 = bounds
+    xs, ys = torch.linspace(x0, x1, resolution), torch.linspace(y0, y1, resolution)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).to(model.device)
+    was = model.training
+    model.eval()
+    lp = torch.cat([model.log_prob(pts[i : i + 8192]).cpu() for i in range(0, len(pts), 8192)])
+    model.train(was)
+    return lp.reshape(resolution, resolution).numpy()
+
+
+def plot_2d(model, data: torch.Tensor, samples: torch.Tensor, path, title: str = "") -> None:
+    """Left: data.  Right: model density p(x) as a heat map (if it has one) with samples on top."""
+    bounds = plot_bounds(data)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    d = data[:5000].cpu().numpy()
+    axes[0].scatter(d[:, 0], d[:, 1], s=2, alpha=0.4, c="k")
+    axes[0].set_title(f"data (n={len(d)})")
+    ax = axes[1]
+    if getattr(model, "density", "none") != "none":
+        lp = density_grid(model, bounds)
+        ax.imshow(np.exp(lp), origin="lower", extent=bounds, cmap="viridis", aspect="auto")
+        ax.set_title("model density p(x) with samples")
+    else:
+        ax.set_title("model samples (implicit model: no density)")
+    s = samples[:5000].cpu().numpy()
+    ax.scatter(s[:, 0], s[:, 1], s=2, alpha=0.5, c="w" if model.density != "none" else "tab:red")
+    for a in axes:
+        a.set_xlim(bounds[0], bounds[1])
+        a.set_ylim(bounds[2], bounds[3])
+        a.set_aspect("equal", adjustable="box")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def image_grid(images: torch.Tensor, levels: int | None, ncol: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images into one (rows*H, cols*W[, C]) array in [0, 1]."""
+    x = images.detach().cpu().float()
+    if levels is not None:
+        x = x / (levels - 1)
+    else:
+        lo, hi = x.min(), x.max()
+        x = (x - lo) / (hi - lo + 1e-8)
+    x = x.clamp(0, 1)
+    n, c, h, w = x.shape
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    grid = torch.ones(c, nrow * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i]
+    arr = grid.permute(1, 2, 0).numpy()
+    return arr[..., 0] if c == 1 else arr
+
+
+def plot_image_grid(images: torch.Tensor, path, levels: int | None, title: str = "", ncol: int | None = None) -> None:
+    arr = image_grid(images, levels, ncol)
+    fig, ax = plt.subplots(figsize=(6, 6 * arr.shape[0] / arr.shape[1] + 0.4))
+    ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_training_curves(table, path, title: str = "") -> None:
+    """Every numeric column of a MetricsTable against the step, one panel per group of names."""
+    names = [c for c in table.columns() if c not in ("step", "epoch", "lr", "time_s")]
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n.split("/")[-1], []).append(n)
+    panels = [g for g in groups.values() if any(table.column(n)[0] for n in g)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, group in zip(axes[0], panels):
+        for n in group:
+            steps, vals = table.column(n)
+            ax.plot(steps, vals, label=n, marker="o" if n.startswith("val") else None, ms=3)
+        ax.set_xlabel("step")
+        ax.set_title(group[0].split("/")[-1])
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

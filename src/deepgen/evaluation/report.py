@@ -1,0 +1,45 @@
+"""End-of-training report: test scores, samples and plots written into the run directory."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from deepgen.evaluation.plots import plot_2d, plot_image_grid, plot_training_curves
+from deepgen.evaluation.scoring import score_model
+from deepgen.io import write_json
+
+
+def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 1.0, seed: int = 0):
+    """Draw ``n`` samples under ``seed``; a scatter over the density map (2-D) or an image grid."""
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        samples = model.sample(n if len(splits.spec.shape) == 1 else min(n, 100), temperature=temperature)
+    title = f"{model.name} on {splits.spec.name}, T={temperature:g}"
+    if splits.spec.shape == (2,):
+        plot_2d(model, splits.train, samples, path, title)
+    elif splits.spec.is_image:
+        plot_image_grid(samples, path, splits.spec.levels, title)
+    return samples
+
+
+def write_run_report(model, splits, out, cfg, table, steps_per_s: float, verbose: bool = True) -> dict:
+    scores = score_model(model, splits, "test", seed=cfg.seed, batch_size=cfg.eval_batch_size,
+                         csv_path=out / "test_scores.csv")
+    scores["steps"] = max(table.rows) if table.rows else cfg.steps
+    scores["train_steps_per_s"] = steps_per_s
+    scores["parameters"] = model.num_parameters()
+    write_json(out / "scores.json", scores)
+    write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed)
+    if splits.spec.is_image:
+        plot_image_grid(splits.test[:100], out / "data.png", splits.spec.levels, f"{splits.spec.name} test data")
+    plot_training_curves(table, out / "training_curves.png", f"{model.name} on {splits.spec.name}")
+    if verbose:
+        print(
+            f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim), "
+            f"n={scores['n']}, {steps_per_s:.1f} steps/s", file=sys.stderr,
+        )
+        print(f"wrote {out}/: config.yaml model.safetensors metrics.csv scores.json samples.png "
+              f"training_curves.png tensorboard/", file=sys.stderr)
+    return scores

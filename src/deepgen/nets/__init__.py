@@ -1,0 +1,6 @@
+"""Reusable networks."""
+
+from deepgen.nets.mlp import MLP
+from deepgen.nets.resnet import ConvResNet
+
+__all__ = ["MLP", "ConvResNet"]

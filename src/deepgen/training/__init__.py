@@ -1,0 +1,1 @@
+"""Training through PyTorch Lightning: config, adapters, run directories."""

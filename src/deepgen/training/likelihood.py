@@ -1,0 +1,68 @@
+"""Lightning adapter for likelihood objectives.
+
+It knows nothing of model internals: it minimises ``model.loss(batch)["loss"]``
+(minus the log-likelihood or minus a bound on it, nats per example) and
+validates with ``model.log_prob``.  Validation draws its randomness from a fixed
+seed and restores the training RNG afterwards, so validation never changes the
+training trajectory.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+
+from deepgen.models.base import unpack_batch
+from deepgen.training.schedule import lr_factor
+
+
+class LikelihoodModule(pl.LightningModule):
+    """Adam + warm-up/cosine schedule on ``model.loss``; logs train/loss and val/nll_nats, val/bits_per_dim."""
+
+    def __init__(self, model, lr=1e-3, weight_decay=0.0, warmup_steps=100, total_steps=1000,
+                 lr_schedule="cosine", step_offset=0, optimizer_state=None, eval_seed=0):
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay = lr, weight_decay
+        self.warmup_steps, self.total_steps, self.lr_schedule = warmup_steps, total_steps, lr_schedule
+        self.step_offset = step_offset
+        self.optimizer_state = optimizer_state
+        self.eval_seed = eval_seed
+        self._rng_state = None
+
+    @property
+    def absolute_step(self) -> int:
+        return self.step_offset + self.global_step
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer_state is not None:
+            opt.load_state_dict(self.optimizer_state)
+        offset = self.step_offset
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s + offset, self.warmup_steps, self.total_steps, self.lr_schedule)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch, batch_idx):
+        out = self.model.loss(batch)
+        x, _ = unpack_batch(batch)
+        for key, value in out.items():
+            self.log(f"train/{key}", value.detach() if key == "loss" else value, prog_bar=key == "loss",
+                     batch_size=len(x))
+        return out["loss"]
+
+    def on_validation_epoch_start(self):
+        self._rng_state = torch.get_rng_state()
+        torch.manual_seed(self.eval_seed)
+
+    def validation_step(self, batch, batch_idx):
+        x, context = unpack_batch(batch)
+        nll = -self.model.log_prob(x, context).mean()
+        self.log("val/nll_nats", nll, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self.log("val/bits_per_dim", self.model.spec.bits_per_dim(nll), batch_size=len(x), sync_dist=True)
+
+    def on_validation_epoch_end(self):
+        if self._rng_state is not None:
+            torch.set_rng_state(self._rng_state)
+            self._rng_state = None

@@ -1,0 +1,172 @@
+"""Fit a model into a run directory through PyTorch Lightning.
+
+A run directory holds ``config.yaml`` (model config + training config),
+``model.safetensors``, ``training_state.safetensors`` (to resume),
+``metrics.csv``, TensorBoard events under ``tensorboard/``, ``scores.json`` and
+PNG plots.  Every file is replaced atomically.  With ``devices > 1`` and
+``strategy: ddp`` the same run trains data-parallel; only global rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from deepgen.data import load_data
+from deepgen.errors import CheckpointError, ConfigError
+from deepgen.io import CONFIG_FILE, WEIGHTS_FILE, load_tensors, read_yaml, save_model, write_json, write_yaml
+from deepgen.models.registry import build_model
+from deepgen.training.config import TrainConfig
+from deepgen.training.metrics import METRICS_FILE, MetricsTable
+from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
+
+SCORES_FILE = "scores.json"
+
+
+def is_rank_zero() -> bool:
+    """True in the process that writes files (global rank 0), before and after DDP launch."""
+    return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def adapter_for(model, cfg: TrainConfig, step_offset: int, optimizer_state):
+    """The Lightning adapter for the model's declared objective (never its name)."""
+    from deepgen.training.likelihood import LikelihoodModule
+
+    adapters = {"likelihood": LikelihoodModule}
+    try:
+        cls = adapters[model.objective]
+    except KeyError:
+        raise ConfigError(f"model '{model.name}' declares unknown objective '{model.objective}'") from None
+    return cls(model, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+               total_steps=cfg.steps, lr_schedule=cfg.lr_schedule, step_offset=step_offset,
+               optimizer_state=optimizer_state, eval_seed=cfg.seed)
+
+
+class RunWriter(pl.Callback):
+    """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
+
+    def __init__(self, out: Path, table: MetricsTable, log_every: int):
+        self.out, self.table, self.log_every = out, table, log_every
+        self.t0 = time.perf_counter()
+
+    def _row(self, trainer, prefix):
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step = module.absolute_step
+        if step % self.log_every == 0 or step == 1:
+            row = self._row(trainer, "train/")
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+            row["time_s"] = round(time.perf_counter() - self.t0, 3)
+            self.table.update(step, row)
+
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        self.table.update(module.absolute_step, self._row(trainer, "val/"))
+        self.checkpoint(trainer, module)
+
+    def checkpoint(self, trainer, module):
+        save_model(module.model, self.out)
+        save_training_state(self.out / STATE_FILE, trainer.optimizers[0], module.absolute_step)
+        self.table.write(self.out / METRICS_FILE)
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if not is_rank_zero():
+        return
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory")
+    has_run = (out / CONFIG_FILE).exists()
+    if resume:
+        if not has_run:
+            raise CheckpointError(f"{out}: nothing to resume (no {CONFIG_FILE})")
+    elif has_run and not overwrite:
+        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+    elif has_run and overwrite:
+        for name in (WEIGHTS_FILE, STATE_FILE, METRICS_FILE, SCORES_FILE, CONFIG_FILE):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def resume_config(out: Path, overrides: dict) -> TrainConfig:
+    saved = read_yaml(out / CONFIG_FILE).get("train")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{out / CONFIG_FILE}: no 'train' block to resume from")
+    saved.update({k: v for k, v in overrides.items() if k in ("steps", "devices", "accelerator", "strategy",
+                                                              "num_nodes", "precision", "progress", "eval_every")})
+    return TrainConfig.from_dict(saved, source=str(out / CONFIG_FILE))
+
+
+def quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*is deprecated.*", category=DeprecationWarning)
+
+
+def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, verbose: bool = True) -> dict:
+    """Train ``cfg.model`` on ``cfg.data`` into run directory ``out``; returns the scores dict.
+
+    The final test figure is computed by :func:`deepgen.evaluation.scoring.score_model`,
+    the same function ``deepgen score`` uses, so the two agree exactly.
+    """
+    from deepgen.evaluation.report import write_run_report
+
+    quiet_lightning()
+    out = Path(out)
+    cfg.check()
+    prepare_run_dir(out, resume, overwrite)
+    splits = load_data(cfg.data)
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_model(cfg.model, splits.spec, cfg.model_params)
+    cfg.model_params = dict(model.params)
+
+    table, step_offset, optimizer_state = MetricsTable(), 0, None
+    if resume:
+        state = load_tensors(out / WEIGHTS_FILE)
+        model.load_state_dict(state, strict=True)
+        optimizer_state, step_offset, rng = load_training_state(out / STATE_FILE)
+        if rng is not None:
+            torch.set_rng_state(rng)
+        table = MetricsTable.read(out / METRICS_FILE)
+        if step_offset >= cfg.steps:
+            raise ConfigError(f"{out}: run already has {step_offset} steps; pass --steps larger than that")
+    if is_rank_zero():
+        write_yaml(out / CONFIG_FILE, {"model_config": model.config(), "train": cfg.to_dict()})
+
+    module = adapter_for(model, cfg, step_offset, optimizer_state)
+    n_train = len(splits.train)
+    batch = min(cfg.batch_size, n_train)
+    loader = DataLoader(TensorDataset(splits.train), batch_size=batch, shuffle=True, drop_last=n_train > batch)
+    val_loader = DataLoader(TensorDataset(splits.val), batch_size=cfg.eval_batch_size)
+    writer = RunWriter(out, table, cfg.log_every)
+    remaining = cfg.steps - step_offset
+    trainer = pl.Trainer(
+        max_steps=remaining, max_epochs=-1,
+        val_check_interval=min(cfg.eval_every, remaining), check_val_every_n_epoch=None,
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None, deterministic=True,
+        logger=pl.loggers.TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False),
+        callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=cfg.progress, log_every_n_steps=cfg.log_every, num_sanity_val_steps=0,
+        use_distributed_sampler=True,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, loader, val_loader)
+    train_seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return {}
+    model = module.model.cpu().eval()
+    writer.checkpoint(trainer, module)
+    return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
+                            verbose=verbose)
