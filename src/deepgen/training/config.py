@@ -25,6 +25,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 128
     lr: float = 1e-3
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     warmup_steps: int = 100
     lr_schedule: str = "cosine"  # "cosine" (decay to 0 after warm-up) or "constant"
@@ -44,6 +45,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
         names = {f.name: f for f in dataclasses.fields(cls)}
+        if data.get("model"):
+            # A model may declare better training defaults (e.g. a GAN's lr); explicit fields win.
+            from deepgen.models.registry import get_model_class
+
+            data = {**getattr(get_model_class(str(data["model"])), "train_defaults", {}), **data}
         kwargs = {}
         for key, value in data.items():
             if key not in names:
@@ -68,6 +74,9 @@ class TrainConfig:
             raise ConfigError(f"{source}: field 'lr' must be > 0, got {self.lr}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"{source}: field 'lr_schedule' must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if not (isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
+                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"{source}: field 'betas' must be two numbers in [0, 1), got {self.betas!r}")
         if not isinstance(self.model_params, dict):
             raise ConfigError(f"{source}: field 'model_params' must be a mapping")
 

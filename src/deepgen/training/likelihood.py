@@ -13,21 +13,18 @@ import lightning.pytorch as pl
 import torch
 
 from deepgen.models.base import unpack_batch
-from deepgen.training.schedule import lr_factor
+from deepgen.training.schedule import make_optimizer
 
 
 class LikelihoodModule(pl.LightningModule):
     """Adam + warm-up/cosine schedule on ``model.loss``; logs train/loss and val/nll_nats, val/bits_per_dim."""
 
-    def __init__(self, model, lr=1e-3, weight_decay=0.0, warmup_steps=100, total_steps=1000,
-                 lr_schedule="cosine", step_offset=0, optimizer_state=None, eval_seed=0):
+    def __init__(self, model, cfg, step_offset: int = 0, optimizer_states: list | None = None):
         super().__init__()
         self.model = model
-        self.lr, self.weight_decay = lr, weight_decay
-        self.warmup_steps, self.total_steps, self.lr_schedule = warmup_steps, total_steps, lr_schedule
+        self.cfg = cfg
         self.step_offset = step_offset
-        self.optimizer_state = optimizer_state
-        self.eval_seed = eval_seed
+        self.optimizer_states = optimizer_states
         self._rng_state = None
 
     @property
@@ -35,13 +32,8 @@ class LikelihoodModule(pl.LightningModule):
         return self.step_offset + self.global_step
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.optimizer_state is not None:
-            opt.load_state_dict(self.optimizer_state)
-        offset = self.step_offset
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s + offset, self.warmup_steps, self.total_steps, self.lr_schedule)
-        )
+        opt, sched = make_optimizer(self.model.parameters(), self.cfg, self.step_offset,
+                                    (self.optimizer_states or [None])[0])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def training_step(self, batch, batch_idx):
@@ -54,7 +46,7 @@ class LikelihoodModule(pl.LightningModule):
 
     def on_validation_epoch_start(self):
         self._rng_state = torch.get_rng_state()
-        torch.manual_seed(self.eval_seed)
+        torch.manual_seed(self.cfg.seed)
 
     def validation_step(self, batch, batch_idx):
         x, context = unpack_batch(batch)

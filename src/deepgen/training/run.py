@@ -25,6 +25,7 @@ from deepgen.io import CONFIG_FILE, WEIGHTS_FILE, load_tensors, read_yaml, save_
 from deepgen.models.registry import build_model
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import METRICS_FILE, MetricsTable
+from deepgen.training.progress import StepProgressBar
 from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
 
 SCORES_FILE = "scores.json"
@@ -35,8 +36,12 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def adapter_for(model, cfg: TrainConfig, step_offset: int, optimizer_state):
-    """The Lightning adapter for the model's declared objective (never its name)."""
+def adapter_for(model, cfg: TrainConfig, step_offset: int = 0, optimizer_states=None):
+    """The Lightning adapter for the model's declared ``objective`` (never its name).
+
+    Every adapter is built as ``Adapter(model, cfg, step_offset, optimizer_states)`` and
+    exposes ``absolute_step``.
+    """
     from deepgen.training.likelihood import LikelihoodModule
 
     adapters = {"likelihood": LikelihoodModule}
@@ -44,9 +49,7 @@ def adapter_for(model, cfg: TrainConfig, step_offset: int, optimizer_state):
         cls = adapters[model.objective]
     except KeyError:
         raise ConfigError(f"model '{model.name}' declares unknown objective '{model.objective}'") from None
-    return cls(model, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-               total_steps=cfg.steps, lr_schedule=cfg.lr_schedule, step_offset=step_offset,
-               optimizer_state=optimizer_state, eval_seed=cfg.seed)
+    return cls(model, cfg, step_offset, optimizer_states)
 
 
 class RunWriter(pl.Callback):
@@ -75,7 +78,7 @@ class RunWriter(pl.Callback):
 
     def checkpoint(self, trainer, module):
         save_model(module.model, self.out)
-        save_training_state(self.out / STATE_FILE, trainer.optimizers[0], module.absolute_step)
+        save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
         self.table.write(self.out / METRICS_FILE)
 
 
@@ -111,6 +114,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*is deprecated.*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, verbose: bool = True) -> dict:
@@ -131,11 +135,11 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     model = build_model(cfg.model, splits.spec, cfg.model_params)
     cfg.model_params = dict(model.params)
 
-    table, step_offset, optimizer_state = MetricsTable(), 0, None
+    table, step_offset, optimizer_states = MetricsTable(), 0, None
     if resume:
         state = load_tensors(out / WEIGHTS_FILE)
         model.load_state_dict(state, strict=True)
-        optimizer_state, step_offset, rng = load_training_state(out / STATE_FILE)
+        optimizer_states, step_offset, rng = load_training_state(out / STATE_FILE)
         if rng is not None:
             torch.set_rng_state(rng)
         table = MetricsTable.read(out / METRICS_FILE)
@@ -144,7 +148,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     if is_rank_zero():
         write_yaml(out / CONFIG_FILE, {"model_config": model.config(), "train": cfg.to_dict()})
 
-    module = adapter_for(model, cfg, step_offset, optimizer_state)
+    module = adapter_for(model, cfg, step_offset, optimizer_states)
     n_train = len(splits.train)
     batch = min(cfg.batch_size, n_train)
     loader = DataLoader(TensorDataset(splits.train), batch_size=batch, shuffle=True, drop_last=n_train > batch)
@@ -157,8 +161,8 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None, deterministic=True,
         logger=pl.loggers.TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False),
-        callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=cfg.progress, log_every_n_steps=cfg.log_every, num_sanity_val_steps=0,
+        callbacks=[writer] + ([StepProgressBar(cfg.steps, step_offset)] if cfg.progress else []),
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=cfg.log_every, num_sanity_val_steps=0,
         use_distributed_sampler=True,
     )
     t0 = time.perf_counter()

@@ -1,8 +1,10 @@
-"""Learning-rate schedule shared by every training adapter."""
+"""Optimizer and learning-rate schedule shared by every training adapter."""
 
 from __future__ import annotations
 
 import math
+
+import torch
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -17,3 +19,18 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
         t = min(1.0, (step - warmup) / (total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * t))
     return 1.0
+
+
+def make_optimizer(params, cfg, step_offset: int = 0, state: dict | None = None, lr: float | None = None):
+    """Adam(lr, betas, weight_decay) and its warm-up/decay LambdaLR, resumed at ``step_offset``.
+
+    ``state`` is a saved optimizer state_dict (on resume).  The schedule is a
+    function of the absolute step, so a resumed run continues the same curve.
+    """
+    opt = torch.optim.Adam(params, lr=lr or cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if state is not None:
+        opt.load_state_dict(state)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s + step_offset, cfg.warmup_steps, cfg.steps, cfg.lr_schedule)
+    )
+    return opt, sched

@@ -1,0 +1,5 @@
+import sys
+
+from deepgen.cli import main
+
+sys.exit(main())

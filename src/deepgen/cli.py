@@ -1,0 +1,240 @@
+"""Command-line interface: ``deepgen list | train | sample | score``.
+
+Every user error is one line on stderr (``deepgen: error: ...``) and exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from deepgen.errors import ConfigError, DataError, DeepgenError
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ConfigError(f"--param {text!r}: expected NAME=VALUE, e.g. --param hidden=128")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+# --- list ---------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from deepgen.data import list_datasets
+    from deepgen.models.registry import list_models
+    from deepgen.training.config import list_presets
+
+    print("models:")
+    for name, cls in sorted(list_models().items()):
+        print(f"  {name:<14} {cls.family:<15} density={cls.density:<6} {cls.description}")
+    print("datasets:")
+    for name, desc in list_datasets().items():
+        print(f"  {name:<14} {desc}")
+    print("  PATH           your own data: IDX (MNIST), .npy/.npz, .csv, a folder of images; prefix idx:/npy:/npz:/csv:/images: to force a format")
+    print("presets:")
+    for name in list_presets():
+        print(f"  {name}")
+    return 0
+
+
+# --- train --------------------------------------------------------------------
+_TRAIN_FLAGS = {
+    "model": "model", "data": "data", "steps": "steps", "batch_size": "batch_size", "lr": "lr",
+    "seed": "seed", "eval_every": "eval_every", "devices": "devices", "accelerator": "accelerator",
+    "strategy": "strategy", "num_nodes": "num_nodes", "precision": "precision", "warmup_steps": "warmup_steps",
+    "lr_schedule": "lr_schedule", "grad_clip": "grad_clip",
+}
+
+
+def cmd_train(args) -> int:
+    from deepgen.io import read_yaml
+    from deepgen.training.config import TrainConfig, resolve_preset
+    from deepgen.training.run import resume_config, train
+
+    overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    if args.no_progress or not sys.stderr.isatty() and args.progress is None:
+        overrides["progress"] = False
+    params = dict(_parse_param(p) for p in args.param or [])
+    if args.resume:
+        out = Path(args.resume)
+        cfg = resume_config(out, overrides)
+    else:
+        data: dict = {}
+        source = "command line"
+        if args.preset:
+            path = resolve_preset(args.preset)
+            data = read_yaml(path)
+            source = str(path)
+        data.update(overrides)
+        if params:
+            data["model_params"] = {**(data.get("model_params") or {}), **params}
+        cfg = TrainConfig.from_dict(data, source=source)
+        if args.out is None:
+            raise ConfigError("--out RUN_DIR is required (where the run directory is written)")
+        out = Path(args.out)
+    train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        print(f"run directory: {out}")
+    return 0
+
+
+# --- sample -------------------------------------------------------------------
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from deepgen.data import load_data
+    from deepgen.evaluation.plots import plot_2d, plot_image_grid
+    from deepgen.io import load_model
+
+    if args.n < 1:
+        raise ConfigError(f"-n must be >= 1, got {args.n}")
+    if args.temperature <= 0:
+        raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
+    model = load_model(args.run)
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(args.seed)
+        samples = model.sample(args.n, temperature=args.temperature)
+    out = Path(args.out)
+    spec = model.spec
+    if args.npy or out.suffix == ".npy":
+        from deepgen.io import atomic_path
+
+        npy = out if out.suffix == ".npy" else out.with_suffix(".npy")
+        with atomic_path(npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, samples.cpu().numpy())
+        print(f"wrote {npy} ({tuple(samples.shape)} on the data's scale)")
+        if out.suffix == ".npy":
+            return 0
+    title = f"{model.name}: {args.n} samples, T={args.temperature:g}"
+    if spec.shape == (2,):
+        reference = load_data(spec.name).train if _is_builtin(spec.name) else samples
+        plot_2d(model, reference, samples, out, title)
+    elif spec.is_image:
+        plot_image_grid(samples[: min(args.n, 400)], out, spec.levels, title)
+    else:
+        raise ConfigError(f"cannot draw {spec.dim}-dim vectors as a picture; use --npy to write the raw samples")
+    print(f"wrote {out}")
+    return 0
+
+
+def _is_builtin(name: str) -> bool:
+    from deepgen.data import list_datasets
+
+    return name in list_datasets()
+
+
+# --- score --------------------------------------------------------------------
+def cmd_score(args) -> int:
+    from deepgen.data import load_data
+    from deepgen.evaluation.scoring import score_model
+    from deepgen.io import load_model, model_config
+
+    model = load_model(args.run)
+    data_name = args.data or model_config(args.run)["data"]["name"]
+    splits = load_data(data_name)
+    check_compatible(model.spec, splits.spec, data_name)
+    csv_path = Path(args.csv) if args.csv else Path(args.run) / f"scores-{splits.spec.name}-{args.split}.csv"
+    kwargs = {"k": args.iw_samples} if args.iw_samples else {}
+    result = score_model(model, splits, args.split, seed=args.seed, batch_size=args.batch_size,
+                         csv_path=csv_path, **kwargs)
+    result["per_example_csv"] = str(csv_path)
+    print(json.dumps(result))
+    return 0
+
+
+def check_compatible(model_spec, data_spec, data_name: str) -> None:
+    if tuple(model_spec.shape) != tuple(data_spec.shape):
+        raise DataError(f"{data_name}: examples have shape {data_spec.shape}, the model was trained on "
+                        f"{model_spec.shape} ('{model_spec.name}')")
+    if model_spec.levels != data_spec.levels:
+        raise DataError(f"{data_name}: data have {data_spec.levels or 'continuous'} levels, the model was trained on "
+                        f"{model_spec.levels or 'continuous'} ('{model_spec.name}')")
+
+
+# --- entry point --------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepgen", description="Deep generative models: train, sample, score.")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="models, datasets and presets, one line each")
+
+    t = sub.add_parser("train", help="train a model into a run directory")
+    t.add_argument("preset", nargs="?", help="a YAML preset (path or shipped name); flags override its fields")
+    t.add_argument("--model")
+    t.add_argument("--data", help="built-in dataset name or a path to your data")
+    t.add_argument("--steps", type=int)
+    t.add_argument("--out", help="run directory to create")
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    t.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "constant"])
+    t.add_argument("--grad-clip", dest="grad_clip", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--eval-every", dest="eval_every", type=int)
+    t.add_argument("--param", action="append", metavar="NAME=VALUE", help="model hyper-parameter (repeatable)")
+    t.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
+    t.add_argument("--devices", type=int)
+    t.add_argument("--num-nodes", dest="num_nodes", type=int)
+    t.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (Lightning)")
+    t.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed (Lightning)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its saved weights and optimizer state")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
+    t.add_argument("--no-progress", dest="no_progress", action="store_true")
+    t.set_defaults(progress=None)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run")
+    s.add_argument("-n", type=int, default=64)
+    s.add_argument("--out", required=True, help="PNG picture (or .npy for raw arrays)")
+    s.add_argument("--npy", action="store_true", help="also write the raw samples as .npy")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+
+    c = sub.add_parser("score", help="NLL (nats) and bits/dim on a split; prints one JSON object")
+    c.add_argument("run")
+    c.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    c.add_argument("--split", default="test", choices=["train", "val", "test"])
+    c.add_argument("--csv", help="per-example scores CSV (default: RUN/scores-DATA-SPLIT.csv)")
+    c.add_argument("--seed", type=int, default=0, help="seed of any randomness in the estimate (dequantization)")
+    c.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    c.add_argument("--iw-samples", dest="iw_samples", type=int, help="importance samples k (latent-variable models)")
+    return p
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "score": cmd_score}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DeepgenError as exc:
+        if args.debug:
+            raise
+        print(f"deepgen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"deepgen: internal error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Masked linear layers: the building block of MADE-style autoregressive networks.
+
+A masked layer computes
+
+    y = x (W * M_k)^T + b,
+
+with ``*`` the element-wise product and ``M_k`` one of a stack of fixed binary
+connectivity masks (shape ``(num_masks, out, in)``), chosen per call.  The mask
+is applied by multiplication in ``forward``, never by zeroing the weights, so a
+masked-out weight has zero gradient and can never leak information even if an
+optimiser (e.g. with weight decay) touches it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class MaskedLinear(nn.Linear):
+    """``nn.Linear`` whose weight is multiplied by a fixed binary mask ``mask[index]``.
+
+    ``masks``: a bool/0-1 tensor of shape ``(out, in)`` or a stack ``(K, out, in)``
+    of ``K`` alternative connectivity patterns, held in the ``mask`` buffer.
+    ``persistent=False`` leaves the buffer out of ``state_dict`` (for owners that
+    rebuild the masks from smaller saved tensors, like :class:`~deepgen.models.autoregressive.MADE`).
+    """
+
+    def __init__(self, in_features: int, out_features: int, masks: torch.Tensor, bias: bool = True,
+                 persistent: bool = True):
+        super().__init__(in_features, out_features, bias)
+        # bool keeps the stack 4x smaller than float; ``weight * mask`` promotes to the weight's dtype.
+        self.register_buffer("mask", self._checked(masks), persistent=persistent)
+
+    def _checked(self, masks: torch.Tensor) -> torch.Tensor:
+        masks = torch.as_tensor(masks).to(dtype=torch.bool)
+        if masks.ndim == 2:
+            masks = masks.unsqueeze(0)
+        if masks.ndim != 3 or tuple(masks.shape[1:]) != (self.out_features, self.in_features):
+            raise ValueError(f"masks must have shape (out, in) = ({self.out_features}, {self.in_features}) "
+                             f"or (K, out, in), got {tuple(masks.shape)}")
+        return masks.clone()
+
+    @property
+    def num_masks(self) -> int:
+        return self.mask.shape[0]
+
+    def set_masks(self, masks: torch.Tensor) -> None:
+        """Replace the mask stack (same layer shape; the number of masks may change)."""
+        self.mask = self._checked(masks).to(self.weight.device)
+
+    def forward(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask[index], self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_masks={self.num_masks}"
