@@ -24,11 +24,13 @@ def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 
     return samples
 
 
-def write_run_report(model, splits, out, cfg, table, steps_per_s: float, verbose: bool = True) -> dict:
+def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_size: int = 1,
+                     verbose: bool = True) -> dict:
     scores = score_model(model, splits, "test", seed=cfg.seed, batch_size=cfg.eval_batch_size,
                          csv_path=out / "test_scores.csv")
     scores["steps"] = max(table.rows) if table.rows else cfg.steps
     scores["train_steps_per_s"] = steps_per_s
+    scores["world_size"] = world_size
     scores["parameters"] = model.num_parameters()
     write_json(out / "scores.json", scores)
     write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed)

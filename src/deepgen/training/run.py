@@ -173,4 +173,4 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     model = module.model.cpu().eval()
     writer.checkpoint(trainer, module)
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
-                            verbose=verbose)
+                            world_size=trainer.world_size, verbose=verbose)

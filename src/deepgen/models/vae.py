@@ -1,0 +1,269 @@
+"""Variational autoencoder (Kingma & Welling 2014) with an importance-weighted log p(x).
+
+Model.  z ~ N(0, I_d),  x | z ~ p_theta(x | z)   (a normalized likelihood on the
+data's own scale, see :mod:`deepgen.models.vae_decoders`).  Inference network
+q_phi(z | x) = N(mu_phi(x), diag sigma_phi(x)^2).
+
+Training maximises the evidence lower bound with one reparameterized sample
+z = mu + sigma * eps, eps ~ N(0, I), and the analytic KL to the prior:
+
+    ELBO(x) = E_q[log p(x | z)] - KL(q(z | x) || N(0, I))
+    KL      = sum_j 1/2 (mu_j^2 + sigma_j^2 - 1) - log sigma_j
+    loss    = -(rec - beta * KL)                     (beta = 1: the negative ELBO)
+
+``log_prob`` is the importance-weighted bound (Burda et al. 2016)
+
+    log p(x) >= IWAE_k(x) = E[ log (1/k) sum_i p(x, z_i) / q(z_i | x) ],   z_i ~ q(z | x),
+
+estimated with one draw of k samples.  IWAE_1 is the ELBO (in expectation),
+IWAE_k grows with k and tends to log p(x) as k -> infinity.  On discrete data
+log p(x | z) is a discrete log-probability, so log_prob estimates log P(k).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from deepgen.data.spec import DataSpec
+from deepgen.errors import ConfigError
+from deepgen.models.base import GenerativeModel, unpack_batch
+from deepgen.models.registry import register
+from deepgen.models.vae_decoders import make_likelihood, resolve_decoder
+from deepgen.nets import MLP
+
+LOG_2PI = math.log(2 * math.pi)
+# Rows (examples x importance samples) decoded at once in log_prob: bounds memory for any k.
+_IW_ROWS = 1 << 17
+
+
+def gaussian_kl(mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag sigma^2) || N(0, I)) = sum_j 1/2 (mu_j^2 + sigma_j^2 - 1) - log sigma_j, per row."""
+    return (0.5 * (mu**2 + torch.exp(2 * log_std) - 1) - log_std).sum(-1)
+
+
+def gaussian_log_prob(z: torch.Tensor, mu, log_std) -> torch.Tensor:
+    """log N(z; mu, diag sigma^2) summed over the last dimension (keeps -1/2 log 2 pi)."""
+    eps = (z - mu) * torch.exp(-log_std)
+    return (-0.5 * eps**2 - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def _downsamplings(spec: DataSpec, depth: int) -> tuple[int, int]:
+    c, h, w = spec.shape
+    if h % 2**depth or w % 2**depth:
+        raise ConfigError(f"vae arch 'conv' with depth={depth} halves the image {depth} times; "
+                          f"{h}x{w} is not divisible by {2**depth} (lower depth or use arch: mlp)")
+    return h // 2**depth, w // 2**depth
+
+
+class ConvEncoder(nn.Module):
+    """(B, C, H, W) [+ context as channels] -> (B, out).
+
+    conv3x3 to ``hidden / 2^depth`` channels, then ``depth`` stride-2 conv4x4 that halve the
+    resolution and double the channels (ending at ``hidden``), then a linear map of the flat map.
+    """
+
+    def __init__(self, spec: DataSpec, out_features: int, hidden: int, depth: int, context_features: int):
+        super().__init__()
+        c = spec.shape[0]
+        h, w = _downsamplings(spec, depth)
+        ch = [max(1, hidden // 2 ** (depth - i)) for i in range(depth + 1)]
+        layers: list[nn.Module] = [nn.Conv2d(c + context_features, ch[0], 3, padding=1)]
+        for i in range(depth):
+            layers += [nn.ReLU(), nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1)]
+        layers += [nn.ReLU(), nn.Flatten(), nn.Linear(ch[-1] * h * w, out_features)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x, context=None):
+        if context is not None:
+            x = torch.cat([x, context[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """(B, latent) [+ context] -> (B, C * P, H, W): the mirror of :class:`ConvEncoder`.
+
+    A linear map to a (hidden, H / 2^depth, W / 2^depth) map, ``depth`` stride-2 transposed
+    conv4x4 that double the resolution and halve the channels, then conv3x3 to C * P channels.
+    """
+
+    def __init__(self, spec: DataSpec, latent: int, out_channels: int, hidden: int, depth: int,
+                 context_features: int):
+        super().__init__()
+        h, w = _downsamplings(spec, depth)
+        ch = [max(1, hidden // 2**i) for i in range(depth + 1)]
+        self.start = (ch[0], h, w)
+        self.inp = nn.Linear(latent + context_features, ch[0] * h * w)
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.ReLU(), nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1)]
+        layers += [nn.ReLU(), nn.Conv2d(ch[-1], out_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z, context=None):
+        if context is not None:
+            z = torch.cat([z, context], -1)
+        return self.net(self.inp(z).reshape(len(z), *self.start))
+
+
+@register
+class VAE(GenerativeModel):
+    """VAE with a diagonal-Gaussian encoder and a normalized decoder likelihood.
+
+    ``arch``: "mlp" (flattened data) or "conv" (images); "auto" picks conv for images.
+    ``depth``: hidden layers of each MLP, or stride-2 stages of each conv net; depth 0 with
+    arch "mlp" makes encoder and decoder affine (a linear-Gaussian model with decoder gaussian).
+    ``decoder``: "auto" = bernoulli (2 levels), categorical (L > 2 levels), gaussian
+    (continuous); "logistic" = discretized logistic over the L levels.
+    ``beta`` weights the KL in the training loss only (beta != 1 is no longer a bound);
+    ``elbo`` and ``log_prob`` always use beta = 1.  ``iw_samples`` is log_prob's default k.
+    """
+
+    name = "vae"
+    family = "latent"
+    density = "bound"
+    description = "variational autoencoder: ELBO training, importance-weighted log p(x) (k samples)"
+    train_defaults = {"steps": 5000, "lr": 1e-3}
+
+    def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 256, depth: int = 2, arch: str = "auto",
+                 decoder: str = "auto", beta: float = 1.0, iw_samples: int = 100, context_features: int = 0):
+        super().__init__(spec, latent=latent, hidden=hidden, depth=depth, arch=arch, decoder=decoder, beta=beta,
+                         iw_samples=iw_samples, context_features=context_features)
+        if latent < 1 or hidden < 1 or depth < 0:
+            raise ConfigError(f"vae needs latent >= 1, hidden >= 1, depth >= 0; got {latent}, {hidden}, {depth}")
+        if beta < 0 or iw_samples < 1 or context_features < 0:
+            raise ConfigError(f"vae needs beta >= 0, iw_samples >= 1, context_features >= 0; "
+                              f"got {beta}, {iw_samples}, {context_features}")
+        if arch not in ("auto", "mlp", "conv"):
+            raise ConfigError(f"vae arch must be auto, mlp or conv; got {arch!r}")
+        if arch == "auto":
+            arch = "conv" if spec.is_image else "mlp"
+        if arch == "conv" and not spec.is_image:
+            raise ConfigError(f"vae arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {spec.shape}")
+        self.arch = arch
+        self.decoder_kind = resolve_decoder(decoder, spec)
+        self.likelihood = make_likelihood(self.decoder_kind, spec)
+        self.latent = latent
+        self.beta = beta
+        self.iw_samples = iw_samples
+        p = self.likelihood.params_per_dim
+        if arch == "conv":
+            self.encoder = ConvEncoder(spec, 2 * latent, hidden, depth, context_features)
+            self.decoder = ConvDecoder(spec, latent, spec.shape[0] * p, hidden, depth, context_features)
+        else:
+            self.encoder = MLP(spec.dim, 2 * latent, hidden, depth, context_features)
+            self.decoder = MLP(latent, spec.dim * p, hidden, depth, context_features)
+        self.register_buffer("_device_marker", torch.zeros(()), persistent=False)
+
+    # --- networks ---------------------------------------------------------------
+    def _encoder_input(self, x):
+        # The encoder sees discrete levels scaled to [0, 1]; the likelihood scores the raw levels.
+        if self.spec.levels is not None:
+            x = x / (self.spec.levels - 1)
+        return x if self.arch == "conv" else x.reshape(len(x), -1)
+
+    def encode(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z | x) = N(mu, diag sigma^2): returns (mu, log sigma), each (B, latent)."""
+        h = self.encoder(self._encoder_input(x), context)
+        mu, log_std = h.chunk(2, -1)
+        return mu, log_std
+
+    def decoder_params(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's parameters for each z: shape (B, *data shape, P)."""
+        p = self.likelihood.params_per_dim
+        out = self.decoder(z, context)
+        if self.arch == "conv":
+            c, h, w = self.spec.shape
+            return out.reshape(len(z), p, c, h, w).movedim(1, -1)
+        return out.reshape(len(z), *self.spec.shape, p)
+
+    def log_likelihood(self, x, z, context=None) -> torch.Tensor:
+        """log p(x | z) per example (nats), summed over every data dimension."""
+        return self.likelihood.log_prob(x, self.decoder_params(z, context)).reshape(len(x), -1).sum(-1)
+
+    def decode(self, z: torch.Tensor, context: torch.Tensor | None = None, mean: bool = False) -> torch.Tensor:
+        """A draw from p(x | z) on the data's scale, or its mean E[x | z] with ``mean=True``."""
+        params = self.decoder_params(z, context)
+        return self.likelihood.mean(params) if mean else self.likelihood.sample(params)
+
+    # --- objectives ---------------------------------------------------------------
+    def _elbo_terms(self, x, context=None):
+        mu, log_std = self.encode(x, context)
+        z = mu + torch.exp(log_std) * torch.randn_like(mu)  # reparameterization: gradients reach phi
+        return self.log_likelihood(x, z, context), gaussian_kl(mu, log_std)
+
+    def elbo(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-example ELBO (nats): log p(x | z) - KL(q || p), one reparameterized z, analytic KL."""
+        rec, kl = self._elbo_terms(x, context)
+        return rec - kl
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        """-(rec - beta KL) averaged over the batch; also reports elbo, kl and rec (nats per example)."""
+        x, context = unpack_batch(batch)
+        rec, kl = self._elbo_terms(x, context)
+        loss = -(rec - self.beta * kl).mean()
+        return {"loss": loss, "elbo": (rec - kl).mean().detach(), "kl": kl.mean().detach(),
+                "rec": rec.mean().detach()}
+
+    def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None, k: int | None = None) -> torch.Tensor:
+        """IWAE_k estimate of log p(x) per example (nats); k defaults to ``iw_samples``.
+
+            log (1/k) sum_i exp(w_i),   w_i = log p(z_i) + log p(x | z_i) - log q(z_i | x),  z_i ~ q
+
+        The k samples are drawn in chunks sized to bound memory and combined with a streaming
+        logsumexp, so k in the thousands fits.
+        """
+        k = self.iw_samples if k is None else int(k)
+        if k < 1:
+            raise ConfigError(f"vae log_prob needs k >= 1 importance samples, got {k}")
+        b = len(x)
+        mu, log_std = self.encode(x, context)
+        chunk = max(1, min(k, _IW_ROWS // max(b, 1)))
+        total = None
+        for start in range(0, k, chunk):
+            kc = min(chunk, k - start)
+            z = mu + torch.exp(log_std) * torch.randn(kc, *mu.shape, dtype=mu.dtype, device=mu.device)
+            log_q = gaussian_log_prob(z, mu, log_std)  # (kc, B)
+            log_pz = (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
+            xs = x.unsqueeze(0).expand(kc, *x.shape).reshape(kc * b, *x.shape[1:])
+            cs = None if context is None else context.unsqueeze(0).expand(kc, *context.shape).reshape(kc * b, -1)
+            log_px = self.log_likelihood(xs, z.reshape(kc * b, -1), cs).reshape(kc, b)
+            lse = torch.logsumexp(log_pz + log_px - log_q, 0)
+            total = lse if total is None else torch.logaddexp(total, lse)
+        return total - math.log(k)
+
+    # --- generation -----------------------------------------------------------------
+    def sample(self, n: int, context: torch.Tensor | None = None, temperature: float = 1.0,
+               mean: bool = False) -> torch.Tensor:
+        """z ~ N(0, T^2 I), then x ~ p(x | z) (or E[x | z] with ``mean=True``), on the data's scale."""
+        if context is not None and len(context) != n:
+            raise ConfigError(f"vae sample: context has {len(context)} rows, expected n={n}")
+        m = self._device_marker
+        z = temperature * torch.randn(n, self.latent, device=m.device, dtype=m.dtype)
+        return self.decode(z, context, mean=mean)
+
+    def reconstruct(self, x: torch.Tensor, context: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
+        """decode(posterior mean of z): E[x | z = mu(x)] by default, or a draw with ``mean=False``."""
+        return self.decode(self.encode(x, context)[0], context, mean=mean)
+
+    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8,
+                    context: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
+        """Decode z_t = (1 - t) mu(x0) + t mu(x1) for ``steps`` values of t evenly in [0, 1].
+
+        ``x0``, ``x1``: one example each (the data shape) or matching batches (B, *shape).
+        Returns (steps, *shape) or (steps, B, *shape); the endpoints are reconstruct(x0), reconstruct(x1).
+        """
+        if steps < 2:
+            raise ConfigError(f"interpolate needs steps >= 2, got {steps}")
+        single = tuple(x0.shape) == tuple(self.spec.shape)
+        if single:
+            x0, x1 = x0.unsqueeze(0), x1.unsqueeze(0)
+            context = None if context is None else context.reshape(1, -1)
+        mu0, mu1 = self.encode(x0, context)[0], self.encode(x1, context)[0]
+        t = torch.linspace(0, 1, steps, dtype=mu0.dtype, device=mu0.device)[:, None, None]
+        z = ((1 - t) * mu0 + t * mu1).reshape(-1, self.latent)  # (steps * B, latent)
+        cs = None if context is None else context.repeat(steps, 1)
+        out = self.decode(z, cs, mean=mean).reshape(steps, len(x0), *self.spec.shape)
+        return out[:, 0] if single else out
