@@ -101,12 +101,12 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
 
 
-def save_model(model, directory) -> Path:
-    """Write ``config.yaml`` and ``model.safetensors`` for ``model`` into ``directory``."""
+def save_model(model, directory, extra: dict | None = None) -> Path:
+    """Write ``config.yaml`` (``model_config`` plus any ``extra`` blocks) and ``model.safetensors``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata={"model": model.name})
-    write_yaml(directory / CONFIG_FILE, {"model_config": model.config()})
+    write_yaml(directory / CONFIG_FILE, {"model_config": model.config(), **(extra or {})})
     return directory
 
 

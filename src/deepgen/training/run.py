@@ -55,8 +55,8 @@ def adapter_for(model, cfg: TrainConfig, step_offset: int = 0, optimizer_states=
 class RunWriter(pl.Callback):
     """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
 
-    def __init__(self, out: Path, table: MetricsTable, log_every: int):
-        self.out, self.table, self.log_every = out, table, log_every
+    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig):
+        self.out, self.table, self.cfg, self.log_every = out, table, cfg, cfg.log_every
         self.t0 = time.perf_counter()
 
     def _row(self, trainer, prefix):
@@ -77,7 +77,7 @@ class RunWriter(pl.Callback):
         self.checkpoint(trainer, module)
 
     def checkpoint(self, trainer, module):
-        save_model(module.model, self.out)
+        save_model(module.model, self.out, extra={"train": self.cfg.to_dict()})
         save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
         self.table.write(self.out / METRICS_FILE)
 
@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         table = MetricsTable.read(out / METRICS_FILE)
         if step_offset >= cfg.steps:
             raise ConfigError(f"{out}: run already has {step_offset} steps; pass --steps larger than that")
-    if is_rank_zero():
+    if is_rank_zero():  # written first, so an interrupted run still says what it was
         write_yaml(out / CONFIG_FILE, {"model_config": model.config(), "train": cfg.to_dict()})
 
     module = adapter_for(model, cfg, step_offset, optimizer_states)
@@ -153,7 +153,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     batch = min(cfg.batch_size, n_train)
     loader = DataLoader(TensorDataset(splits.train), batch_size=batch, shuffle=True, drop_last=n_train > batch)
     val_loader = DataLoader(TensorDataset(splits.val), batch_size=cfg.eval_batch_size)
-    writer = RunWriter(out, table, cfg.log_every)
+    writer = RunWriter(out, table, cfg)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
