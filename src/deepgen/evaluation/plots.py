@@ -16,7 +16,7 @@ from deepgen.io import atomic_path  # noqa: E402
 
 def _save(fig, path) -> None:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -44,7 +44,8 @@ def density_grid(model, bounds, resolution: int = 160) -> np.ndarray:
 def plot_2d(model, data: torch.Tensor, samples: torch.Tensor, path, title: str = "") -> None:
     """Left: data.  Right: model density p(x) as a heat map (if it has one) with samples on top."""
     bounds = plot_bounds(data)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    aspect = (bounds[3] - bounds[2]) / max(bounds[1] - bounds[0], 1e-9)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.6 + 5 * min(max(aspect, 0.4), 1.5)), layout="constrained")
     d = data[:5000].cpu().numpy()
     axes[0].scatter(d[:, 0], d[:, 1], s=2, alpha=0.4, c="k")
     axes[0].set_title(f"data (n={len(d)})")

@@ -11,12 +11,13 @@ from deepgen.evaluation.scoring import score_model
 from deepgen.io import write_json
 
 
-def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 1.0, seed: int = 0):
+def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 1.0, seed: int = 0,
+                       title_suffix: str = ""):
     """Draw ``n`` samples under ``seed``; a scatter over the density map (2-D) or an image grid."""
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         samples = model.sample(n if len(splits.spec.shape) == 1 else min(n, 100), temperature=temperature)
-    title = f"{model.name} on {splits.spec.name}, T={temperature:g}"
+    title = f"{model.name} on {splits.spec.name}, T={temperature:g}{title_suffix}"
     if splits.spec.shape == (2,):
         plot_2d(model, splits.train, samples, path, title)
     elif splits.spec.is_image:

@@ -55,8 +55,8 @@ def adapter_for(model, cfg: TrainConfig, step_offset: int = 0, optimizer_states=
 class RunWriter(pl.Callback):
     """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
 
-    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig):
-        self.out, self.table, self.cfg, self.log_every = out, table, cfg, cfg.log_every
+    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits):
+        self.out, self.table, self.cfg, self.log_every, self.splits = out, table, cfg, cfg.log_every, splits
         self.t0 = time.perf_counter()
 
     def _row(self, trainer, prefix):
@@ -75,6 +75,14 @@ class RunWriter(pl.Callback):
             return
         self.table.update(module.absolute_step, self._row(trainer, "val/"))
         self.checkpoint(trainer, module)
+        # samples as training goes: samples.png is refreshed at every validation
+        from deepgen.evaluation.report import write_samples_plot
+
+        was = module.model.training
+        module.model.eval()
+        write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
+                           title_suffix=f", step {module.absolute_step}")
+        module.model.train(was)
 
     def checkpoint(self, trainer, module):
         save_model(module.model, self.out, extra={"train": self.cfg.to_dict()})
@@ -153,7 +161,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     batch = min(cfg.batch_size, n_train)
     loader = DataLoader(TensorDataset(splits.train), batch_size=batch, shuffle=True, drop_last=n_train > batch)
     val_loader = DataLoader(TensorDataset(splits.val), batch_size=cfg.eval_batch_size)
-    writer = RunWriter(out, table, cfg)
+    writer = RunWriter(out, table, cfg, splits)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
