@@ -161,6 +161,22 @@ def check_compatible(model_spec, data_spec, data_name: str) -> None:
                         f"{model_spec.levels or 'continuous'} ('{model_spec.name}')")
 
 
+# --- compare ------------------------------------------------------------------
+def cmd_compare(args) -> int:
+    from deepgen.evaluation.compare import compare
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ConfigError("--models: expected a comma-separated list, e.g. realnvp,made,vae")
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    compare(args.data, models, args.steps, args.out, seed=args.seed, iw_samples=args.iw_samples,
+            overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
+    print((Path(args.out) / "compare.md").read_text(), end="")
+    print(f"wrote {args.out}/compare.md, compare.csv, samples.png and one run directory per model")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepgen", description="Deep generative models: train, sample, score.")
@@ -209,10 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of any randomness in the estimate (dequantization)")
     c.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     c.add_argument("--iw-samples", dest="iw_samples", type=int, help="importance samples k (latent-variable models)")
+
+    m = sub.add_parser("compare", help="train several models on the same data and budget; one table")
+    m.add_argument("--data", required=True)
+    m.add_argument("--models", required=True, help="comma-separated model names, e.g. realnvp,made,vae")
+    m.add_argument("--steps", type=int, default=3000)
+    m.add_argument("--out", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--iw-samples", dest="iw_samples", type=int, default=1000,
+                   help="importance samples k for models whose density is a bound")
+    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("--no-progress", dest="no_progress", action="store_true")
     return p
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "score": cmd_score}
+COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "score": cmd_score,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,130 @@
+"""``compare``: train several models on the same split and budget, one table, one picture.
+
+The table has, per model: parameters, test NLL in nats per example and bits/dim
+with what kind of figure it is (exact; a bound; an importance-weighted estimate
+with k samples; none for implicit models), training steps/s and sampling
+samples/s.  It is written as Markdown and CSV next to a side-by-side sample figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from deepgen.data import load_data  # noqa: E402
+from deepgen.evaluation.plots import _save, image_grid, plot_bounds  # noqa: E402
+from deepgen.evaluation.scoring import score_model  # noqa: E402
+from deepgen.io import load_model, write_text  # noqa: E402
+from deepgen.training.config import TrainConfig  # noqa: E402
+from deepgen.training.run import train  # noqa: E402
+
+COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "train_steps_per_s",
+           "sample_per_s", "steps"]
+
+
+@torch.no_grad()
+def sampling_rate(model, n: int, seed: int = 0) -> tuple[float, torch.Tensor]:
+    """Samples per second for one call of ``model.sample(n)`` (after a small warm-up call)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model.sample(min(n, 8))
+        t0 = time.perf_counter()
+        samples = model.sample(n)
+        return n / (time.perf_counter() - t0), samples
+
+
+def describe_figure(scores: dict) -> str:
+    if scores["density"] == "none":
+        return "none (implicit model)"
+    if scores.get("iw_samples"):
+        return f"estimate (IWAE, k={scores['iw_samples']})"
+    if scores["density"] == "bound":
+        return "bound"
+    return "exact" + (" (dequantized bound)" if "dequantization" in scores else "")
+
+
+def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_samples: int = 1000,
+            overwrite: bool = False, progress: bool = True, extra: dict | None = None) -> list[dict]:
+    """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write the table."""
+    out = Path(out)
+    splits = load_data(data)
+    rows, pictures = [], []
+    for name in models:
+        cfg = TrainConfig.from_dict({"model": name, "data": data, "steps": steps, "seed": seed,
+                                     "progress": progress, **(extra or {})}, source=f"compare ({name})")
+        run_dir = out / name
+        trained = train(cfg, run_dir, overwrite=overwrite, verbose=progress)
+        model = load_model(run_dir)
+        scores = trained
+        if model.density == "bound":
+            scores = score_model(model, splits, "test", seed=seed, k=iw_samples)
+            scores["iw_samples"] = iw_samples
+        rate, samples = sampling_rate(model, 1000 if len(splits.spec.shape) == 1 else 100, seed)
+        rows.append({
+            "model": name, "family": model.family, "parameters": model.num_parameters(),
+            "test_nll_nats": scores.get("nll_nats"), "test_bits_per_dim": scores.get("bits_per_dim"),
+            "figure": describe_figure(scores), "train_steps_per_s": trained.get("train_steps_per_s"),
+            "sample_per_s": rate, "steps": steps, "extra": {k: v for k, v in scores.items() if k.startswith("elbo")
+                                                             or k.startswith("modes") or k.startswith("high")},
+        })
+        pictures.append((name, samples))
+    write_tables(rows, out, splits.spec)
+    plot_side_by_side(pictures, splits, out / "samples.png")
+    return rows
+
+
+def _fmt(v, digits=3):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}"
+    return str(v)
+
+
+def write_tables(rows: list[dict], out: Path, spec) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(out / "compare.csv", buf.getvalue())
+    head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", "train steps/s", "samples/s"]
+    lines = [f"Test split of `{spec.name}` ({spec.description}); NLL in nats per example, "
+             f"bits/dim = NLL / ({spec.dim} ln 2).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["model"], r["family"], f"{r['parameters']:,}", _fmt(r["test_nll_nats"]), _fmt(r["test_bits_per_dim"], 4),
+            r["figure"], _fmt(r["train_steps_per_s"], 1), _fmt(r["sample_per_s"], 0)]) + " |")
+    write_text(out / "compare.md", "\n".join(lines) + "\n")
+
+
+def plot_side_by_side(pictures, splits, path) -> None:
+    n = len(pictures)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.3), squeeze=False, layout="constrained")
+    spec = splits.spec
+    for ax, (name, samples) in zip(axes[0], pictures):
+        if spec.is_image:
+            arr = image_grid(samples[:64], spec.levels, ncol=8)
+            ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.axis("off")
+        elif spec.shape == (2,):
+            b = plot_bounds(splits.train)
+            s = samples.cpu().numpy()
+            ax.scatter(s[:, 0], s[:, 1], s=2, alpha=0.5)
+            ax.set_xlim(b[0], b[1])
+            ax.set_ylim(b[2], b[3])
+            ax.set_aspect("equal", adjustable="box")
+        ax.set_title(name)
+    fig.suptitle(f"samples on {spec.name}")
+    _save(fig, path)
+
+
+__all__ = ["compare"]
