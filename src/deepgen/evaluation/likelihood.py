@@ -20,8 +20,13 @@ from deepgen.data.spec import DataSpec
 
 
 @torch.no_grad()
-def per_example_log_prob(model, x: torch.Tensor, batch_size: int = 256, seed: int = 0, **kwargs) -> torch.Tensor:
-    """log p(x_n) for every row of ``x`` (nats), in fixed batches under a fixed seed."""
+def per_example_log_prob(model, x: torch.Tensor, batch_size: int = 256, seed: int = 0, method: str = "log_prob",
+                         **kwargs) -> torch.Tensor:
+    """log p(x_n) for every row of ``x`` (nats), in fixed batches under a fixed seed.
+
+    ``method`` names another per-example figure with the same signature (e.g. ``"elbo"``).
+    """
+    fn = getattr(model, method)
     was_training = model.training
     model.eval()
     out = []
@@ -29,7 +34,7 @@ def per_example_log_prob(model, x: torch.Tensor, batch_size: int = 256, seed: in
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
         torch.manual_seed(seed)
         for i in range(0, len(x), batch_size):
-            out.append(model.log_prob(x[i : i + batch_size].to(device), **kwargs).double().cpu())
+            out.append(fn(x[i : i + batch_size].to(device), **kwargs).double().cpu())
     model.train(was_training)
     return torch.cat(out)
 

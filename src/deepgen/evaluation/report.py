@@ -39,10 +39,14 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
         plot_image_grid(splits.test[:100], out / "data.png", splits.spec.levels, f"{splits.spec.name} test data")
     plot_training_curves(table, out / "training_curves.png", f"{model.name} on {splits.spec.name}")
     if verbose:
-        print(
-            f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim), "
-            f"n={scores['n']}, {steps_per_s:.1f} steps/s", file=sys.stderr,
-        )
+        if "nll_nats" in scores:
+            figure = f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim)"
+        else:
+            figure = "no density (implicit model): " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in {**scores, **scores.get("modes", {})}.items()
+                if k in ("energy_distance", "modes_covered", "high_quality_pct"))
+        print(f"{figure}, n={scores.get('n', '-')}, {steps_per_s:.1f} steps/s", file=sys.stderr)
         print(f"wrote {out}/: config.yaml model.safetensors metrics.csv scores.json samples.png "
               f"training_curves.png tensorboard/", file=sys.stderr)
     return scores

@@ -18,7 +18,10 @@ def register(cls):
 
 
 def _ensure_loaded():
-    import deepgen.models.flows  # noqa: F401  (registers models)
+    import deepgen.models.autoregressive  # noqa: F401  (each import registers its models)
+    import deepgen.models.flows  # noqa: F401
+    import deepgen.models.gan  # noqa: F401
+    import deepgen.models.vae  # noqa: F401
 
 
 def list_models() -> dict[str, type]:

@@ -42,9 +42,10 @@ def adapter_for(model, cfg: TrainConfig, step_offset: int = 0, optimizer_states=
     Every adapter is built as ``Adapter(model, cfg, step_offset, optimizer_states)`` and
     exposes ``absolute_step``.
     """
+    from deepgen.training.adversarial import AdversarialModule
     from deepgen.training.likelihood import LikelihoodModule
 
-    adapters = {"likelihood": LikelihoodModule}
+    adapters = {"likelihood": LikelihoodModule, "adversarial": AdversarialModule}
     try:
         cls = adapters[model.objective]
     except KeyError:
