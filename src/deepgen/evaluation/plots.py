@@ -118,3 +118,18 @@ def plot_training_curves(table, path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     _save(fig, path)
+
+
+def plot_image_rows(rows: list[tuple[str, torch.Tensor]], path, levels: int | None, ncol: int, title: str = "") -> None:
+    """Labelled rows of image grids, e.g. data / reconstructions, or one interpolation path per row."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(ncol * 0.55, 0.75 * sum(math.ceil(len(r[1]) / ncol)
+                                                                          for r in rows) + 0.5 * len(rows)),
+                             squeeze=False, layout="constrained")
+    for ax, (label, imgs) in zip(axes[:, 0], rows):
+        arr = image_grid(imgs, levels, ncol)
+        ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from deepgen.evaluation.plots import plot_2d, plot_image_grid, plot_training_curves
+from deepgen.evaluation.plots import plot_2d, plot_image_grid, plot_image_rows, plot_training_curves
 from deepgen.evaluation.scoring import score_model
 from deepgen.io import write_json
 
@@ -25,6 +25,24 @@ def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 
     return samples
 
 
+@torch.no_grad()
+def write_representation_plots(model, splits, out, seed: int = 0) -> None:
+    """For models with an encoder: test images over their reconstructions, and latent interpolations."""
+    spec = splits.spec
+    if not spec.is_image or not hasattr(model, "reconstruct"):
+        return
+    x = splits.test[:16]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        plot_image_rows([("test data", x), ("reconstructions", model.reconstruct(x))], out / "reconstructions.png",
+                        spec.levels, ncol=16, title=f"{model.name}: reconstructions")
+        if hasattr(model, "interpolate"):
+            paths = model.interpolate(splits.test[:6], splits.test[6:12], steps=10)  # (steps, pairs, ...)
+            rows = [(f"test {i} -> test {i + 6}", paths[:, i]) for i in range(paths.shape[1])]
+            plot_image_rows(rows, out / "interpolations.png", spec.levels, ncol=10,
+                            title=f"{model.name}: latent interpolations")
+
+
 def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_size: int = 1,
                      verbose: bool = True) -> dict:
     scores = score_model(model, splits, "test", seed=cfg.seed, batch_size=cfg.eval_batch_size,
@@ -38,6 +56,7 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     if splits.spec.is_image:
         plot_image_grid(splits.test[:100], out / "data.png", splits.spec.levels, f"{splits.spec.name} test data")
     plot_training_curves(table, out / "training_curves.png", f"{model.name} on {splits.spec.name}")
+    write_representation_plots(model, splits, out, seed=cfg.seed)
     if verbose:
         if "nll_nats" in scores:
             figure = f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim)"
