@@ -5,10 +5,12 @@ Run from the repository root::
     PYTHONPATH=src .venv/bin/python benchmarks/realnvp_vs_peers.py            # full run
     PYTHONPATH=src .venv/bin/python benchmarks/realnvp_vs_peers.py --quick    # smoke run
 
-For every (dataset, library) it prints the test NLL (nats per example, with its
-standard error), bits/dim, training steps/s, the parameter count (total, and
-"live": entries that can receive a gradient), and then the ratios deepgen/peer.
-The last line of stdout is one JSON object with every figure.
+For every (dataset, library, loop) it prints the test NLL (nats per example;
+mean over training seeds, with its seed-to-seed SD and its test-set standard
+error), bits/dim, training steps/s, the parameter count (total, and "live":
+entries that can receive a gradient), and then the ratios deepgen/peer with a
+verdict.  The last line of stdout is one JSON object with every figure, per
+seed and pooled.
 
 What is compared (the fairness rules)
 -------------------------------------
@@ -59,7 +61,14 @@ What is compared (the fairness rules)
   Lightning overhead is real.  The flattened digits are no built-in dataset
   name, so for that row ``train`` is handed the flattened splits in place of its
   ``load_data``; the rest of ``train`` runs unchanged.
-* Threads: ``torch.set_num_threads(2)`` for everything; CPU.
+* Threads: ``torch.set_num_threads(2)`` (``--threads``) for everything; CPU;
+  ``OMP_WAIT_POLICY=PASSIVE`` unless already set (see below the imports).
+* Seeds: every vector row is trained with ``--seeds`` (default 3) seeds; within
+  a seed all models share the seed (init RNG, batches, test noise).  deepgen is
+  called worse (better) than a peer only if it is worse (better) in *every*
+  seed by more than 2 paired standard errors of the per-example test
+  differences, so one lucky seed decides nothing.  The conv row uses the first
+  seed only (it costs 15-30 min on 2 cores).
 
 Steps/s is (steps) / (wall time of the training loop): data batching,
 dequantization noise, forward, backward, clipping, optimizer and scheduler.  For
@@ -74,27 +83,35 @@ import contextlib
 import copy
 import json
 import math
+import os
+import statistics
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+# Idle OpenMP threads sleep instead of spinning: on a shared CPU box, spinning
+# threads that lose their core stall every op (measured: ~10x slower at 2
+# threads under load).  Must be set before torch loads; applies to every library.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from deepgen.data import load_data
-from deepgen.data.spec import DataSpec, Splits
-from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
-from deepgen.models.registry import build_model
-from deepgen.training.config import TrainConfig
-from deepgen.training.schedule import make_optimizer
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from deepgen.data import load_data  # noqa: E402
+from deepgen.data.spec import DataSpec, Splits  # noqa: E402
+from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob  # noqa: E402
+from deepgen.models.registry import build_model  # noqa: E402
+from deepgen.training.config import TrainConfig  # noqa: E402
+from deepgen.training.schedule import make_optimizer  # noqa: E402
 
 ARCH = {"couplings": 8, "hidden": 64, "depth": 2, "scale_bound": 3.0}
 DEFAULT_STEPS = {"moons": 2000, "digits": 2000}
 QUICK_STEPS = 40
 PEERS = ("zuko", "nflows")
+THREADS = 2  # set from --threads in main()
 
 
 # --------------------------------------------------------------------------- data
@@ -239,27 +256,58 @@ class Budget:
                            model_params=dict(params))
 
 
-def plain_loop(model: nn.Module, train_x: torch.Tensor, budget: Budget) -> float:
-    """Adam + warm-up/cosine + grad-norm clipping on mean NLL; returns steps/s. Same loop for every library."""
-    opt, sched = make_optimizer(model.parameters(), budget)
-    n = len(train_x)
-    batch = min(budget.batch_size, n)
-    loader = DataLoader(TensorDataset(train_x), batch_size=batch, shuffle=True, drop_last=n > batch)
-    model.train()
-    step = 0
-    t0 = time.perf_counter()
-    while step < budget.steps:
-        for (x,) in loader:
-            loss = model.loss(x)["loss"]
-            opt.zero_grad(set_to_none=True)
+class PlainLoop:
+    """Adam + warm-up/cosine + grad-norm clipping on the mean NLL: the same loop for every library.
+
+    Batches come from a shuffling ``DataLoader`` (batch 128, last partial batch
+    dropped), as in ``deepgen.training.run.train``; epochs roll over as needed.
+    """
+
+    def __init__(self, model: nn.Module, train_x: torch.Tensor, budget: Budget):
+        self.model, self.clip = model, budget.grad_clip
+        self.opt, self.sched = make_optimizer(model.parameters(), budget)
+        n = len(train_x)
+        batch = min(budget.batch_size, n)
+        self.loader = DataLoader(TensorDataset(train_x), batch_size=batch, shuffle=True, drop_last=n > batch)
+        self.batches = self._forever()
+
+    def _forever(self):
+        while True:
+            for (x,) in self.loader:
+                yield x
+
+    def run(self, steps: int) -> float:
+        """Take ``steps`` optimizer steps; returns the wall time in seconds."""
+        self.model.train()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = self.model.loss(next(self.batches))["loss"]
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            if step == budget.steps:
-                break
-    return budget.steps / (time.perf_counter() - t0)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.opt.step()
+            self.sched.step()
+        return time.perf_counter() - t0
+
+
+def interleaved_throughput(models: list[nn.Module], train_x: torch.Tensor, budget: Budget, rounds: int,
+                           steps: int) -> list[float]:
+    """Median steps/s of each model's plain loop, timed round-robin (on copies of the trained models).
+
+    On a shared machine the background load drifts; timing every model in short
+    alternating bursts (order rotated each round) exposes all of them to the same
+    load, so the *ratios* are trustworthy even when the absolute figures are not.
+    """
+    loops = [PlainLoop(copy.deepcopy(m), train_x, budget) for m in models]
+    for loop in loops:
+        loop.run(max(1, steps // 10))  # warm-up: allocator, autograd caches
+    rates = [[] for _ in loops]
+    for r in range(rounds):
+        order = list(range(len(loops)))
+        order = order[r % len(order):] + order[: r % len(order)]
+        for i in order:
+            rates[i].append(steps / loops[i].run(steps))
+    return [statistics.median(x) for x in rates]
 
 
 @contextlib.contextmanager
@@ -290,143 +338,243 @@ def lightning_train(budget: Budget, data: str, params: dict, splits: Splits | No
         model = load_model(out)
     # Lightning's deterministic=True flips a process-wide flag; restore it so later rows run as before.
     torch.use_deterministic_algorithms(det)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     return model, scores["train_steps_per_s"], scores
 
 
 # --------------------------------------------------------------------------- measurement
-def live_parameters(model: nn.Module, x: torch.Tensor) -> int:
+def live_parameters(model: nn.Module, spec: DataSpec, n: int = 512) -> int:
     """Parameter entries that can receive a gradient: count of nonzero d(sum log p)/d(theta).
 
-    Done on a copy whose parameters are redrawn at random (so zero-initialised
-    layers do not hide the layers before them).  Weights reading a masked-out
-    (always zero) input, and outputs multiplied by a zero mask, get exactly zero.
+    Done in float64 on a copy whose parameters are redrawn positive (uniform in
+    [0.05, 0.1] / fan-in: small, so no soft clamp saturates) and fed positive
+    inputs, so every ReLU unit is active and zero-initialised layers do not hide
+    the layers before them.  What remains
+    exactly zero is structural: weights reading a masked-out (always zero) input
+    and outputs multiplied by a zero mask.
     """
-    m = copy.deepcopy(model)
+    m = copy.deepcopy(model).double()
     with torch.no_grad():
         for p in m.parameters():
-            p.copy_(0.1 * torch.randn_like(p))
-    m.zero_grad(set_to_none=True)
+            p.uniform_(0.05, 0.1).div_(p[0].numel() if p.dim() > 1 else 1)
+    if spec.levels is None:
+        x = 0.5 + torch.rand(n, *spec.shape, dtype=torch.float64)
+    else:
+        x = torch.randint(0, spec.levels, (n, *spec.shape)).double()
     m.log_prob(x).sum().backward()
     return int(sum((p.grad != 0).sum().item() for p in m.parameters() if p.grad is not None))
 
 
-def evaluate(model, test_x: torch.Tensor, spec: DataSpec, seed: int) -> dict:
-    """Full test split through deepgen's evaluator (fixed batches of 256, one seed, same noise for all)."""
-    return nll_summary(per_example_log_prob(model, test_x, batch_size=256, seed=seed), spec)
+def evaluate(model, test_x: torch.Tensor, spec: DataSpec, seed: int) -> tuple[dict, torch.Tensor]:
+    """Full test split through deepgen's evaluator (fixed batches of 256, one seed, same noise for all).
+
+    Returns the summary and the per-example log p (kept for the paired comparison).
+    """
+    log_probs = per_example_log_prob(model, test_x, batch_size=256, seed=seed)
+    return nll_summary(log_probs, spec), log_probs
+
+
+def check_same_noise(model, test_x: torch.Tensor, seed: int) -> None:
+    """deepgen's own log_prob == the peers' dequantization path around deepgen's flow, bit for bit.
+
+    Proves that the peers' wrapper draws the same u and applies the same -D log L
+    as deepgen's ``Flow.log_prob`` under the shared evaluator.
+    """
+    def density(flow, y):
+        z, logabsdet = flow.transform(y)
+        return flow.base.log_prob(z) + logabsdet
+
+    twin = PeerFlow(model, density, model.spec, "deepgen-as-peer")
+    a = per_example_log_prob(model, test_x, batch_size=256, seed=seed)
+    b = per_example_log_prob(twin, test_x, batch_size=256, seed=seed)
+    if not torch.equal(a, b):
+        raise AssertionError(f"dequantization paths differ: max |diff| {(a - b).abs().max().item():g}")
 
 
 def row(task: Task, library: str, loop: str, arch: str, model, steps_per_s: float, train_s: float,
         test_x: torch.Tensor, spec: DataSpec, seed: int) -> dict:
-    torch.manual_seed(seed)
-    live = live_parameters(model, test_x[:256])
-    res = evaluate(model, test_x, spec, seed)
+    """One trained model's figures; its test noise and evaluation seed are the training seed."""
+    load = os.getloadavg()[0]
+    res, log_probs = evaluate(model, test_x, spec, seed)
     return {
-        "dataset": task.name, "library": library, "loop": loop, "arch": arch,
-        "params": sum(p.numel() for p in model.parameters()), "live_params": live,
+        "dataset": task.name, "library": library, "loop": loop, "seed": seed, "arch": arch,
+        "params": sum(p.numel() for p in model.parameters()), "live_params": live_parameters(model, spec),
         "nll_nats": res["nll_nats"], "nll_sem": res["nll_nats_sem"], "bits_per_dim": res["bits_per_dim"],
-        "steps_per_s": steps_per_s, "train_s": train_s, "n_test": res["n"],
+        "steps_per_s": steps_per_s, "interleaved_steps_per_s": None, "train_s": train_s, "load_1min": load,
+        "n_test": res["n"], "_log_probs": log_probs,
     }
 
 
-def run_task(task: Task, budget: Budget, peers: list[str], lib_defaults: bool, log) -> list[dict]:
+def run_seed(task: Task, budget: Budget, peers: list[str], lib_defaults: bool, timing: tuple[int, int],
+             log) -> list[dict]:
+    """The vector rows (deepgen Lightning + plain, every peer) for one seed; timing rounds if any."""
     spec, tr, te = task.spec, task.splits.train, task.splits.test
     vec = "vector RealNVP, 8 couplings, MLP 64x2"
-    rows = []
+    rows, plain_models = [], []
+    tag = f"[{task.name} seed {budget.seed}]"
 
-    log(f"[{task.name}] deepgen, Lightning train()")
+    def fit_plain(model, library, arch):
+        log(f"{tag} {library}, plain loop ({budget.steps} steps)")
+        t0 = time.perf_counter()
+        sps = budget.steps / PlainLoop(model, tr, budget).run(budget.steps)
+        rows.append(row(task, library, "plain", arch, model, sps, time.perf_counter() - t0, te, spec, budget.seed))
+        plain_models.append((len(rows) - 1, model))
+
+    log(f"{tag} deepgen, Lightning train() ({budget.steps} steps)")
     t0 = time.perf_counter()
-    model, sps, scores = lightning_train(budget, spec.name if task.image_splits is not None else task.name,
-                                         ARCH, task.splits if task.image_splits is not None else None)
+    flat = task.image_splits is not None
+    model, sps, scores = lightning_train(budget, spec.name if flat else task.name, ARCH,
+                                         task.splits if flat else None)
     r = row(task, "deepgen", "lightning", vec, model, sps, time.perf_counter() - t0, te, spec, budget.seed)
     # train() scores the same model with the same evaluator and seed: the two must agree.
     assert abs(r["nll_nats"] - scores["nll_nats"]) < 1e-6, (r["nll_nats"], scores["nll_nats"])
     rows.append(r)
 
-    log(f"[{task.name}] deepgen, plain loop")
     torch.manual_seed(budget.seed)
-    model = build_model("realnvp", spec, ARCH)
-    t0 = time.perf_counter()
-    sps = plain_loop(model, tr, budget)
-    rows.append(row(task, "deepgen", "plain", vec, model, sps, time.perf_counter() - t0, te, spec, budget.seed))
-
+    fit_plain(build_model("realnvp", spec, ARCH), "deepgen", vec)
+    if spec.levels is not None:
+        check_same_noise(plain_models[-1][1], te, budget.seed)
     for peer in peers:
         for matched in (True, False) if lib_defaults else (True,):
             torch.manual_seed(budget.seed)
             model = PEER_BUILDERS[peer](spec, matched)
-            log(f"[{task.name}] {model.name}, plain loop")
-            t0 = time.perf_counter()
-            sps = plain_loop(model, tr, budget)
-            arch = vec + (", bounded 3tanh(s/3) + zero init (matched)" if matched else ", library defaults")
-            rows.append(row(task, model.name, "plain", arch, model, sps, time.perf_counter() - t0, te, spec,
-                            budget.seed))
+            fit_plain(model, model.name,
+                      vec + (", bounded 3tanh(s/3) + zero init (matched)" if matched else ", library defaults"))
 
-    if task.image_splits is not None:
-        log(f"[{task.name}] deepgen multi-scale conv RealNVP, Lightning train()")
-        t0 = time.perf_counter()
-        model, sps, _ = lightning_train(budget, task.name, {}, None)
-        p = model.params
-        arch = (f"multi-scale conv RealNVP ({p['scales']} scales, {p['hidden']} ch, {p['blocks']} res blocks, "
-                f"logit {p['logit_alpha']}) -- DIFFERENT architecture")
-        rows.append(row(task, "deepgen-conv", "lightning", arch, model, sps, time.perf_counter() - t0,
-                        task.image_splits.test, task.image_splits.spec, budget.seed))
+    rounds, steps = timing
+    if rounds > 0:
+        log(f"{tag} interleaved timing: {rounds} rounds x {steps} steps per model")
+        torch.manual_seed(budget.seed)
+        rates = interleaved_throughput([m for _, m in plain_models], tr, budget, rounds, steps)
+        for (i, _), rate in zip(plain_models, rates):
+            rows[i]["interleaved_steps_per_s"] = rate
     return rows
 
 
-def comparisons(rows: list[dict]) -> list[dict]:
-    """deepgen (each loop) against every matched and default peer row of the same dataset."""
+def run_conv(task: Task, budget: Budget, log) -> dict:
+    """deepgen's multi-scale conv RealNVP on the images: an extra row, different architecture."""
+    log(f"[{task.name} seed {budget.seed}] deepgen multi-scale conv RealNVP, Lightning train() "
+        f"({budget.steps} steps)")
+    t0 = time.perf_counter()
+    model, sps, _ = lightning_train(budget, task.name, {}, None)
+    p = model.params
+    arch = (f"multi-scale conv RealNVP ({p['scales']} scales, {p['hidden']} ch, {p['blocks']} res blocks, "
+            f"logit {p['logit_alpha']}) -- DIFFERENT architecture")
+    return row(task, "deepgen-conv", "lightning", arch, model, sps, time.perf_counter() - t0,
+               task.image_splits.test, task.image_splits.spec, budget.seed)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One line per (dataset, library, loop): mean over seeds, seed-to-seed SD, mean test SE, median speeds."""
     out = []
+    for key in dict.fromkeys((r["dataset"], r["library"], r["loop"]) for r in rows):
+        rs = [r for r in rows if (r["dataset"], r["library"], r["loop"]) == key]
+        nll = [r["nll_nats"] for r in rs]
+        mean = statistics.fmean(nll)
+        inter = [r["interleaved_steps_per_s"] for r in rs if r["interleaved_steps_per_s"] is not None]
+        out.append({
+            "dataset": key[0], "library": key[1], "loop": key[2], "arch": rs[0]["arch"],
+            "seeds": [r["seed"] for r in rs], "params": rs[0]["params"], "live_params": rs[0]["live_params"],
+            "nll_nats": mean, "nll_seed_sd": statistics.stdev(nll) if len(nll) > 1 else None,
+            "nll_test_se": statistics.fmean(r["nll_sem"] for r in rs),
+            "bits_per_dim": mean * rs[0]["bits_per_dim"] / rs[0]["nll_nats"],
+            "steps_per_s": statistics.median(r["steps_per_s"] for r in rs),
+            "interleaved_steps_per_s": statistics.median(inter) if inter else None,
+            "train_s": statistics.fmean(r["train_s"] for r in rs),
+            "load_1min": statistics.fmean(r["load_1min"] for r in rs),
+        })
+    return out
+
+
+def comparisons(rows: list[dict], summary: list[dict]) -> list[dict]:
+    """deepgen (each loop) against every peer row of the same dataset, seed by seed, then pooled.
+
+    Per seed the NLL difference is paired (same test points, same noise u); its
+    test-set SE is std(per-example differences) / sqrt(n).  Across seeds, the
+    spread of the per-seed differences also carries training noise.
+    """
+    out = []
+    get = {(s["dataset"], s["library"], s["loop"]): s for s in summary}
     for d in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == d and r["library"] == "deepgen"]
-        theirs = [r for r in rows if r["dataset"] == d and r["library"] not in ("deepgen", "deepgen-conv")]
-        for a in mine:
-            for b in theirs:
+        peers = list(dict.fromkeys(r["library"] for r in rows
+                                   if r["dataset"] == d and r["library"] not in ("deepgen", "deepgen-conv")))
+        for loop in ("lightning", "plain"):
+            for peer in peers:
+                per_seed = []
+                for a in (r for r in rows if (r["dataset"], r["library"], r["loop"]) == (d, "deepgen", loop)):
+                    b = next(r for r in rows if (r["dataset"], r["library"], r["seed"]) == (d, peer, a["seed"]))
+                    diff = b["_log_probs"] - a["_log_probs"]  # = NLL_deepgen - NLL_peer, per example
+                    se = diff.std(unbiased=True).item() / math.sqrt(len(diff))
+                    per_seed.append({"seed": a["seed"], "diff": a["nll_nats"] - b["nll_nats"], "paired_se": se})
+                diffs = [p["diff"] for p in per_seed]
+                mine, theirs = get[(d, "deepgen", loop)], get[(d, peer, "plain")]
+                ours_plain = get[(d, "deepgen", "plain")]
+                inter = None
+                if loop == "plain" and ours_plain["interleaved_steps_per_s"] and theirs["interleaved_steps_per_s"]:
+                    inter = ours_plain["interleaved_steps_per_s"] / theirs["interleaved_steps_per_s"]
                 out.append({
-                    "dataset": d, "deepgen_loop": a["loop"], "peer": b["library"],
-                    "nll_ratio": a["nll_nats"] / b["nll_nats"],
-                    "nll_diff_nats": a["nll_nats"] - b["nll_nats"],
-                    "nll_diff_sems": (a["nll_nats"] - b["nll_nats"]) / math.hypot(a["nll_sem"], b["nll_sem"]),
-                    "steps_per_s_ratio": a["steps_per_s"] / b["steps_per_s"],
+                    "dataset": d, "deepgen_loop": loop, "peer": peer,
+                    "nll_ratio": mine["nll_nats"] / theirs["nll_nats"],
+                    "nll_diff_nats": statistics.fmean(diffs),
+                    "nll_diff_seed_sd": statistics.stdev(diffs) if len(diffs) > 1 else None,
+                    "worse_seeds": sum(p["diff"] > 2 * p["paired_se"] for p in per_seed),
+                    "better_seeds": sum(p["diff"] < -2 * p["paired_se"] for p in per_seed),
+                    "per_seed": per_seed,
+                    "steps_per_s_ratio": mine["steps_per_s"] / theirs["steps_per_s"],
+                    "interleaved_steps_per_s_ratio": inter,
                 })
     return out
 
 
+def verdict(c: dict) -> str:
+    k = len(c["per_seed"])
+    if c["worse_seeds"] == k:
+        nll = f"deepgen NLL WORSE ({k}/{k} seeds)"
+    elif c["better_seeds"] == k:
+        nll = f"deepgen NLL better ({k}/{k} seeds)"
+    else:
+        nll = f"no consistent NLL difference ({c['worse_seeds']} worse, {c['better_seeds']} better of {k})"
+    speed = c["interleaved_steps_per_s_ratio"] or c["steps_per_s_ratio"]
+    return nll + (", deepgen SLOWER" if speed < 1 else ", deepgen faster")
+
+
 # --------------------------------------------------------------------------- report
-def print_table(rows, comps, budget_steps, file=sys.stdout):
+def print_table(summary, comps, steps_used, seeds, timing, file=sys.stdout):
     p = lambda *a: print(*a, file=file)  # noqa: E731
-    hdr = (f"{'dataset':<8} {'library':<15} {'loop':<9} {'params':>8} {'live':>8} {'test NLL (nats)':>18} "
-           f"{'bits/dim':>9} {'steps/s':>8} {'train s':>8}")
+    num = lambda v, w, f=".1f": f"{v:>{w}{f}}" if v is not None else f"{'-':>{w}}"  # noqa: E731
+    hdr = (f"{'dataset':<7} {'library':<14} {'loop':<9} {'params':>8} {'live':>7} {'test NLL':>9} {'seed sd':>7} "
+           f"{'test SE':>7} {'bits/dim':>8} {'steps/s':>7} {'interl.':>7} {'train s':>7} {'load':>4}")
     p(hdr)
     p("-" * len(hdr))
-    for r in rows:
-        p(f"{r['dataset']:<8} {r['library']:<15} {r['loop']:<9} {r['params']:>8d} {r['live_params']:>8d} "
-          f"{r['nll_nats']:>10.4f} ±{r['nll_sem']:<6.4f} {r['bits_per_dim']:>9.4f} {r['steps_per_s']:>8.1f} "
-          f"{r['train_s']:>8.1f}")
+    for r in summary:
+        p(f"{r['dataset']:<7} {r['library']:<14} {r['loop']:<9} {r['params']:>8d} {r['live_params']:>7d} "
+          f"{r['nll_nats']:>9.4f} {num(r['nll_seed_sd'], 7, '.4f')} {r['nll_test_se']:>7.4f} "
+          f"{r['bits_per_dim']:>8.4f} {num(r['steps_per_s'], 7)} {num(r['interleaved_steps_per_s'], 7)} "
+          f"{r['train_s']:>7.1f} {r['load_1min']:>4.1f}")
     p("")
-    p("steps per dataset: " + ", ".join(f"{d}={s}" for d, s in budget_steps.items()))
-    p("arch: " + "; ".join(sorted({f"{r['library']}: {r['arch']}" for r in rows})))
+    p(f"seeds {seeds} (deepgen-conv: seed {seeds[0]} only); steps: "
+      + ", ".join(f"{d}={s}" for d, s in steps_used.items())
+      + f"; interleaved timing (seed {seeds[0]}): {timing[0]} rounds x {timing[1]} steps per plain-loop model")
+    for lib, arch in dict.fromkeys((r["library"], r["arch"]) for r in summary):
+        p(f"  {lib}: {arch}")
     p("")
-    hdr = (f"{'dataset':<8} {'deepgen loop':<13} {'vs peer':<15} {'NLL ratio':>9} {'NLL diff':>9} "
-           f"{'diff/SE':>8} {'steps/s ratio':>13}  verdict")
+    hdr = (f"{'dataset':<7} {'deepgen':<10} {'vs peer':<14} {'NLL ratio':>9} {'NLL diff':>9} {'seed sd':>7} "
+           f"{'steps/s ratio':>13} {'interl. ratio':>13}  verdict")
     p(hdr)
     p("-" * len(hdr))
     for c in comps:
-        verdict = []
-        if c["nll_diff_sems"] > 2:
-            verdict.append("deepgen NLL WORSE")
-        elif c["nll_diff_sems"] < -2:
-            verdict.append("deepgen NLL better")
-        else:
-            verdict.append("NLL within 2 SE")
-        verdict.append("deepgen SLOWER" if c["steps_per_s_ratio"] < 1 else "deepgen faster")
-        p(f"{c['dataset']:<8} {c['deepgen_loop']:<13} {c['peer']:<15} {c['nll_ratio']:>9.3f} "
-          f"{c['nll_diff_nats']:>+9.4f} {c['nll_diff_sems']:>+8.2f} {c['steps_per_s_ratio']:>13.2f}  "
-          f"{', '.join(verdict)}")
+        p(f"{c['dataset']:<7} {c['deepgen_loop']:<10} {c['peer']:<14} {c['nll_ratio']:>9.3f} "
+          f"{c['nll_diff_nats']:>+9.4f} {num(c['nll_diff_seed_sd'], 7, '.4f')} {c['steps_per_s_ratio']:>13.2f} "
+          f"{num(c['interleaved_steps_per_s_ratio'], 13, '.2f')}  {verdict(c)}")
     p("")
-    p("NLL: test split, nats per example (digits: dequantized bound -log p_Y(y) + 64 log 17); ± = standard error "
-      "of the mean over test examples (the paired comparison shares test points, so diff/SE is conservative). "
-      "Ratios are deepgen/peer; NLL ratio < 1 and steps/s ratio > 1 favour deepgen (NLL ratio is only meaningful "
-      "when both NLLs are positive; read the difference).  'live' = parameters that can receive a gradient.")
+    p("test NLL: full test split, nats per example, mean over seeds (digits: dequantized bound\n"
+      "-log p_Y(y) + 64 log 17, the same noise u for every model of a seed).  seed sd: spread over training\n"
+      "seeds; test SE: standard error over test examples.  NLL diff = deepgen - peer (mean over seeds); a\n"
+      "seed counts as worse/better when its paired difference (same test points and noise) exceeds 2 of its\n"
+      "paired SEs.  Ratios are deepgen/peer: NLL ratio < 1 and steps/s ratio > 1 favour deepgen (read the\n"
+      "difference when NLLs can be negative).  steps/s: whole training loop of the row (median over seeds);\n"
+      "'interl.': plain loops re-timed round-robin under the same load, the figure to compare speed with\n"
+      "('load' = 1-min load average as rows finished).  'live': parameter entries that can get a gradient.")
 
 
 def main(argv=None) -> int:
@@ -435,18 +583,28 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", default="zuko,nflows", help=f"comma-separated subset of {','.join(PEERS)}")
     ap.add_argument("--steps", type=int, default=None, help="training steps for every dataset (default: "
                     + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first seed")
+    ap.add_argument("--seeds", type=int, default=3, help="number of training seeds for the vector rows (default 3)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every model (default 2)")
+    ap.add_argument("--timing-rounds", type=int, default=5, help="interleaved timing rounds (0 = skip)")
+    ap.add_argument("--timing-steps", type=int, default=100, help="steps per model per interleaved round")
     ap.add_argument("--no-lib-defaults", action="store_true",
                     help="skip the peers' out-of-the-box rows (library scale parameterisation and init)")
-    ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_STEPS} steps per dataset")
+    ap.add_argument("--no-conv", action="store_true", help="skip deepgen's multi-scale conv row on image data")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {QUICK_STEPS} steps per dataset, 1 seed, 2 timing rounds of 10 steps")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(2)
+    global THREADS
+    THREADS = args.threads
+    torch.set_num_threads(THREADS)
     datasets = [d for d in args.datasets.split(",") if d]
     peers = [p for p in args.peers.split(",") if p]
     unknown = [p for p in peers if p not in PEER_BUILDERS]
     if unknown:
         ap.error(f"unknown peer(s) {unknown}; choose from {list(PEER_BUILDERS)}")
+    timing = (2, 10) if args.quick else (args.timing_rounds, args.timing_steps)
+    seeds = [args.seed + i for i in range(1 if args.quick else max(1, args.seeds))]
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -456,21 +614,32 @@ def main(argv=None) -> int:
     for d in datasets:
         steps = QUICK_STEPS if args.quick else (args.steps or DEFAULT_STEPS.get(d, 2000))
         steps_used[d] = steps
-        rows += run_task(make_task(d), Budget(steps, args.seed), peers, not args.no_lib_defaults, log)
-    comps = comparisons(rows)
+        task = make_task(d)
+        for i, seed in enumerate(seeds):
+            rows += run_seed(task, Budget(steps, seed), peers, not args.no_lib_defaults,
+                             timing if i == 0 else (0, 0), log)
+        if task.image_splits is not None and not args.no_conv:
+            rows.append(run_conv(task, Budget(steps, seeds[0]), log))
+    summary = summarize(rows)
+    comps = comparisons(rows, summary)
     wall = time.perf_counter() - t_start
 
-    print_table(rows, comps, steps_used)
     import lightning
-    import nflows  # noqa: F401
     import zuko
-    print(f"wall time {wall:.1f} s; torch {torch.__version__}, lightning {lightning.__version__}, "
-          f"zuko {zuko.__version__}, threads {torch.get_num_threads()}")
+    from importlib.metadata import version
+
+    versions = {"torch": torch.__version__, "lightning": lightning.__version__, "zuko": zuko.__version__,
+                "nflows": version("nflows")}
+    print_table(summary, comps, steps_used, seeds, timing)
+    print(f"wall time {wall:.1f} s; threads {torch.get_num_threads()}; cpus {os.cpu_count()}; "
+          + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(json.dumps({
-        "benchmark": "realnvp_vs_peers", "quick": args.quick, "seed": args.seed, "steps": steps_used,
-        "arch": ARCH, "budget": {k: v for k, v in Budget(0, args.seed).__dict__.items() if k not in ("steps",)},
-        "rows": rows, "comparisons": comps, "wall_s": wall,
-        "versions": {"torch": torch.__version__, "lightning": lightning.__version__, "zuko": zuko.__version__},
+        "benchmark": "realnvp_vs_peers", "quick": args.quick, "seeds": seeds, "steps": steps_used,
+        "threads": torch.get_num_threads(), "timing": {"rounds": timing[0], "steps": timing[1]},
+        "arch": ARCH, "budget": {k: v for k, v in Budget(0, 0).__dict__.items() if k not in ("steps", "seed")},
+        "summary": summary, "comparisons": comps,
+        "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+        "wall_s": wall, "versions": versions,
     }))
     return 0
 

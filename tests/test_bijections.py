@@ -81,7 +81,7 @@ def jacobian_logdet(fn, x, ctx):
             y, _ = fn(xi.reshape(1, *x.shape[1:]), c)
             return y.reshape(-1)
 
-        jac = torch.autograd.functional.jacobian(f, x[i].reshape(-1))
+        jac = torch.autograd.functional.jacobian(f, x[i].reshape(-1), vectorize=True)
         out.append(torch.linalg.slogdet(jac)[1])
     return torch.stack(out)
 
