@@ -93,3 +93,19 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["world_size"] == 2
     assert MetricsTable.read(out / "metrics.csv").column("val/nll_nats")[0] == [10, 20]
+
+
+def test_validation_does_not_change_training(tmp_path):
+    """Validation draws its own randomness: weights are identical with and without it."""
+    train(tiny(steps=30, eval_every=10), tmp_path / "a", verbose=False)
+    train(tiny(steps=30, eval_every=30), tmp_path / "b", verbose=False)
+    a, b = load_tensors(tmp_path / "a" / "model.safetensors"), load_tensors(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gan_trains_through_the_same_entry_point(tmp_path):
+    scores = train(TrainConfig.from_dict({"model": "gan", "data": "ring8", "steps": 30, "eval_every": 15,
+                                          "progress": False}), tmp_path, verbose=False)
+    assert scores["density"] == "none" and "nll_nats" not in scores
+    assert scores["modes"]["n_modes"] == 8 and "energy_distance" in scores
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "training_state.safetensors").is_file()

@@ -35,8 +35,10 @@ Validation computes sample metrics only (a GAN has no likelihood): the energy
 distance between samples and the validation split (``val/energy_distance``) and,
 for data with known modes, ``val/modes_covered`` and ``val/high_quality_pct``
 (:mod:`deepgen.evaluation.modes`).  Samples are drawn in eval mode with the RNG
-forked and seeded with ``cfg.seed``; the training RNG is also saved and restored
-around the whole validation, so validation never changes the training trajectory.
+forked and seeded with ``cfg.seed``; the training RNG is snapshotted after every
+training step and restored at the end of validation (before callbacks' ``on_validation_end``,
+so a checkpoint written there holds the training RNG), so validation never changes
+the training trajectory.
 """
 
 from __future__ import annotations
@@ -132,8 +134,17 @@ class AdversarialModule(pl.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.cfg.grad_clip, gradient_clip_algorithm="norm")
 
     # --- validation ---------------------------------------------------------------
-    def on_validation_epoch_start(self):
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # Snapshot the training RNG after every step: Lightning creates the validation
+        # loader's iterator, which draws its base seed from the global RNG, *before* any
+        # validation hook runs, so a snapshot taken in a validation hook would be too late.
         self._rng_state = torch.get_rng_state()
+
+    def on_validation_start(self):
+        if self._rng_state is None:  # a sanity check before the first training step
+            self._rng_state = torch.get_rng_state()
+
+    def on_validation_epoch_start(self):
         torch.manual_seed(self.cfg.seed)
         self._val_x, self._val_context = [], []
 

@@ -161,14 +161,18 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     n_train = len(splits.train)
     batch = min(cfg.batch_size, n_train)
     loader = DataLoader(TensorDataset(splits.train), batch_size=batch, shuffle=True, drop_last=n_train > batch)
-    val_loader = DataLoader(TensorDataset(splits.val), batch_size=cfg.eval_batch_size)
+    # its own generator: creating a loader iterator otherwise draws from (and shifts) the training RNG
+    val_loader = DataLoader(TensorDataset(splits.val), batch_size=cfg.eval_batch_size,
+                            generator=torch.Generator().manual_seed(cfg.seed))
     writer = RunWriter(out, table, cfg, splits)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
         val_check_interval=min(cfg.eval_every, remaining), check_val_every_n_epoch=None,
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
-        precision=cfg.precision, gradient_clip_val=cfg.grad_clip or None, deterministic=True,
+        precision=cfg.precision, deterministic=True,
+        # adapters with manual optimization (GANs) clip their own gradients
+        gradient_clip_val=(cfg.grad_clip or None) if module.automatic_optimization else None,
         logger=pl.loggers.TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False),
         callbacks=[writer] + ([StepProgressBar(cfg.steps, step_offset)] if cfg.progress else []),
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=cfg.log_every, num_sanity_val_steps=0,
