@@ -147,7 +147,8 @@ def cmd_score(args) -> int:
     kwargs = {"k": args.iw_samples} if args.iw_samples else {}
     result = score_model(model, splits, args.split, seed=args.seed, batch_size=args.batch_size,
                          csv_path=csv_path, **kwargs)
-    result["per_example_csv"] = str(csv_path)
+    if csv_path.exists():  # implicit models have no per-example likelihood to write
+        result["per_example_csv"] = str(csv_path)
     print(json.dumps(result))
     return 0
 
