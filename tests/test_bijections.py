@@ -53,7 +53,7 @@ CASES = {
     "realnvp_vector": (lambda: build_model("realnvp", DataSpec("v", (4,)), {"couplings": 4, "hidden": 16}).transform,
                        (4,), False, "real"),
     "realnvp_image": (lambda: build_model("realnvp", DataSpec("i", (1, 4, 4), 5),
-                                          {"scales": 2, "hidden": 8, "blocks": 1}).transform,
+                                          {"scales": 2, "channels": 8, "blocks": 1}).transform,
                       (1, 4, 4), False, "unit"),
 }
 

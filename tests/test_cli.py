@@ -55,10 +55,10 @@ def test_sample_png_and_npy(moons_run, tmp_path):
 def test_preset_with_override(tmp_path):
     out = tmp_path / "digits"
     code = main(["train", "realnvp-digits", "--steps", "4", "--eval-every", "2", "--out", str(out), "--no-progress",
-                 "--param", "hidden=4"])
+                 "--param", "channels=4"])
     assert code == 0
     cfg = (out / "config.yaml").read_text()
-    assert "steps: 4" in cfg and "hidden: 4" in cfg and "data: digits" in cfg
+    assert "steps: 4" in cfg and "channels: 4" in cfg and "data: digits" in cfg
     assert (out / "samples.png").is_file() and (out / "data.png").is_file()
 
 

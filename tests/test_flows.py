@@ -41,7 +41,7 @@ def test_2d_density_integrates_to_one():
 def test_dequantized_bound_counts_the_level_jacobian():
     """At init (identity transform, no logit) log p(k) = log N((k+u)/L) - D log L, for every draw of u."""
     spec = DataSpec("img", (1, 2, 2), 4)
-    model = build_model("realnvp", spec, {"scales": 1, "hidden": 4, "blocks": 1, "logit_alpha": 0.0})
+    model = build_model("realnvp", spec, {"scales": 1, "channels": 4, "blocks": 1, "logit_alpha": 0.0})
     k = torch.randint(0, 4, (6, 1, 2, 2)).float()
     torch.manual_seed(5)
     lp = model.log_prob(k)
@@ -55,7 +55,7 @@ def test_logit_preprocessing_jacobian_is_counted():
     """With logit preprocessing and an identity coupling stack, log p = log N(logit(p)) + log|dlogit/dy| - D log L."""
     alpha, levels = 0.05, 17
     spec = DataSpec("img", (1, 2, 2), levels)
-    model = build_model("realnvp", spec, {"scales": 1, "hidden": 4, "blocks": 1, "logit_alpha": alpha})
+    model = build_model("realnvp", spec, {"scales": 1, "channels": 4, "blocks": 1, "logit_alpha": alpha})
     k = torch.randint(0, levels, (4, 1, 2, 2)).float()
     torch.manual_seed(1)
     lp = model.log_prob(k)
@@ -69,7 +69,7 @@ def test_logit_preprocessing_jacobian_is_counted():
 
 
 def test_samples_are_on_the_data_scale():
-    model = perturbed(build_model("realnvp", DataSpec("d", (1, 8, 8), 17), {"hidden": 8, "blocks": 1}))
+    model = perturbed(build_model("realnvp", DataSpec("d", (1, 8, 8), 17), {"channels": 8, "blocks": 1}))
     s = model.sample(7)
     assert s.shape == (7, 1, 8, 8)
     assert torch.equal(s, s.round()) and s.min() >= 0 and s.max() <= 16
@@ -84,7 +84,7 @@ def test_temperature_scales_the_base():
 
 def test_save_load_roundtrip_is_exact(tmp_path):
     spec = DataSpec("d", (1, 8, 8), 17)
-    model = perturbed(build_model("realnvp", spec, {"hidden": 8, "blocks": 1})).eval()
+    model = perturbed(build_model("realnvp", spec, {"channels": 8, "blocks": 1})).eval()
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
     x = torch.randint(0, 17, (5, 1, 8, 8)).float()
@@ -111,7 +111,7 @@ def test_torch_distributions_bridge():
     s.sum().backward()
     assert any(p.grad is not None for p in model.parameters())
     with pytest.raises(ConfigError):
-        build_model("realnvp", DataSpec("d", (1, 8, 8), 17), {"hidden": 4}).distribution()
+        build_model("realnvp", DataSpec("d", (1, 8, 8), 17), {"channels": 4}).distribution()
 
 
 def test_bad_architecture_is_a_config_error():

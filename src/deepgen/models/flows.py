@@ -84,8 +84,9 @@ class FlowDistribution(torch.distributions.Distribution):
 class RealNVP(Flow):
     """RealNVP (Dinh, Sohl-Dickstein & Bengio 2017): affine couplings with bounded scales.
 
-    Vectors: ``couplings`` layers with alternating masks and MLP conditioners.
-    Images: a multi-scale stack; each of ``scales - 1`` scales has 3 checkerboard
+    Vectors: ``couplings`` layers with alternating masks and MLP conditioners
+    (``hidden`` wide, ``depth`` hidden layers).
+    Images: conv ResNet conditioners (``channels`` wide, ``blocks`` residual blocks) in a multi-scale stack; each of ``scales - 1`` scales has 3 checkerboard
     couplings, a squeeze, 3 channel couplings and factors out half the channels;
     the last scale has 4 checkerboard couplings.  ``logit_alpha > 0`` applies the
     logit preprocessing to dequantized images in [0, 1) (its Jacobian counted).
@@ -95,12 +96,13 @@ class RealNVP(Flow):
     description = "RealNVP affine-coupling flow (exact density); vectors or multi-scale images"
 
     def __init__(self, spec: DataSpec, couplings: int = 8, hidden: int = 64, depth: int = 2,
-                 scales: int = 2, blocks: int = 2, scale_bound: float = 3.0, logit_alpha: float = 0.05,
-                 context_features: int = 0):
-        super().__init__(spec, couplings=couplings, hidden=hidden, depth=depth, scales=scales, blocks=blocks,
-                         scale_bound=scale_bound, logit_alpha=logit_alpha, context_features=context_features)
+                 scales: int = 2, channels: int = 32, blocks: int = 1, scale_bound: float = 3.0,
+                 logit_alpha: float = 0.05, context_features: int = 0):
+        super().__init__(spec, couplings=couplings, hidden=hidden, depth=depth, scales=scales, channels=channels,
+                         blocks=blocks, scale_bound=scale_bound, logit_alpha=logit_alpha,
+                         context_features=context_features)
         if spec.is_image:
-            layers = self._image_layers(spec, scales, hidden, blocks, scale_bound, context_features)
+            layers = self._image_layers(spec, scales, channels, blocks, scale_bound, context_features)
             if logit_alpha > 0:
                 if spec.levels is None:
                     raise ConfigError("logit_alpha > 0 needs discrete images in [0, levels); set logit_alpha: 0")
