@@ -52,6 +52,29 @@ class AffineCoupling(Bijection):
         return x, -sum_except_batch(s)
 
 
+class KeptToFree(nn.Module):
+    """Vector conditioner that sees only the kept coordinates and predicts (s, t) only for the free ones.
+
+    ``net`` maps (B, #kept) [, context] to (B, 2 * #free); the outputs are scattered into the
+    (B, 2D) layout ``AffineCoupling`` expects (zeros on kept coordinates).  This is the classic
+    RealNVP / nflows parameterization: no weights are spent on inputs that are always zero.
+    """
+
+    def __init__(self, mask: torch.Tensor, net: nn.Module):
+        super().__init__()
+        self.register_buffer("kept", mask.nonzero().squeeze(1))
+        self.register_buffer("free", (mask == 0).nonzero().squeeze(1))
+        self.dim = mask.numel()
+        self.net = net
+
+    def forward(self, x, context=None):
+        s, t = self.net(x[:, self.kept], context).chunk(2, dim=1)
+        out = x.new_zeros(x.shape[0], 2 * self.dim)
+        out[:, self.free] = s
+        out[:, self.dim + self.free] = t
+        return out
+
+
 def alternating_mask(dim: int, parity: int) -> torch.Tensor:
     """Vector mask 1,0,1,0,... (parity 0) or 0,1,0,1,... (parity 1)."""
     return ((torch.arange(dim) + parity) % 2 == 0).float()

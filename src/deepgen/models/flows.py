@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from deepgen.bijections import (
-    AffineCoupling, Bijection, Compose, FactorOut, Logit, Squeeze,
+    AffineCoupling, Bijection, Compose, FactorOut, KeptToFree, Logit, Squeeze,
     alternating_mask, channel_mask, checkerboard_mask,
 )
 from deepgen.data.dequantize import dequantize, quantize
@@ -111,12 +111,12 @@ class RealNVP(Flow):
             d = spec.shape[0]
             if d < 2:
                 raise ConfigError(f"realnvp needs at least 2 dimensions, data '{spec.name}' has {d}")
-            layers = [
-                AffineCoupling(alternating_mask(d, i % 2),
-                               MLP(d, 2 * d, hidden, depth, context_features, zero_init=True),
-                               scale_bound)
-                for i in range(couplings)
-            ]
+            layers = []
+            for i in range(couplings):
+                mask = alternating_mask(d, i % 2)
+                kept = int(mask.sum())
+                net = MLP(kept, 2 * (d - kept), hidden, depth, context_features, zero_init=True)
+                layers.append(AffineCoupling(mask, KeptToFree(mask, net), scale_bound))
         else:
             raise ConfigError(f"realnvp expects vectors (D,) or images (C, H, W), got shape {spec.shape}")
         self._set_transform(Compose(layers))
