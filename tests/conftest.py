@@ -11,3 +11,11 @@ torch.set_num_threads(2)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def same_under_seed(fn_a, fn_b, seed: int = 0) -> bool:
+    """True when fn_a() and fn_b() return identical tensors under the same global seed."""
+    torch.manual_seed(seed)
+    a = fn_a()
+    torch.manual_seed(seed)
+    return torch.equal(a, fn_b())

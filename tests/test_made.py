@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import same_under_seed
 
 import deepgen.models.autoregressive  # noqa: F401  (registers "made")
 from deepgen.data import load_data
@@ -233,11 +234,7 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(loaded.orders, model.orders) and torch.equal(loaded.hidden_degrees, model.hidden_degrees)
     with torch.no_grad():
         assert torch.equal(loaded.log_prob(x), model.log_prob(x))
-    torch.manual_seed(11)
-    a = model.sample(16)
-    torch.manual_seed(11)
-    b = loaded.sample(16)
-    assert torch.equal(a, b)
+    assert same_under_seed(lambda: model.sample(16), lambda: loaded.sample(16), seed=11)
 
 
 def test_loading_weights_rebuilds_masks_from_saved_orderings():

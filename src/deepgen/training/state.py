@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 from deepgen.errors import CheckpointError
-from deepgen.io import atomic_path, save_tensors
+from deepgen.io import save_tensors
 
 STATE_FILE = "training_state.safetensors"
 
@@ -59,5 +59,3 @@ def load_training_state(path) -> tuple[list[dict], int, torch.Tensor]:
         raise CheckpointError(f"{path}: optimizer entries do not match its metadata") from None
     return [{"state": s, "param_groups": g} for s, g in zip(states, groups)], step, tensors.get("rng.cpu")
 
-
-__all__ = ["STATE_FILE", "save_training_state", "load_training_state", "atomic_path"]
