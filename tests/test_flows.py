@@ -9,7 +9,7 @@ from conftest import same_under_seed
 
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
-from deepgen.io import load_model, save_model
+from deepgen.models.pretrained import load_model, save_model
 from deepgen.models.registry import build_model
 
 

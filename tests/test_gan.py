@@ -7,15 +7,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import deepgen.models.gan  # noqa: F401  (registers "gan")
+
 from deepgen.data.spec import DataSpec
 from deepgen.data.toy2d import MODES
 from deepgen.errors import CheckpointError, ConfigError, DensityError
-from deepgen.io import load_model, save_model
+from deepgen.models.pretrained import load_model, save_model
 from deepgen.losses import (
     ADVERSARIAL_LOSSES, discriminator_bce, generator_nonsaturating, generator_saturating, get_adversarial_loss,
 )
-from deepgen.models.gan import ConvDiscriminator, ConvGenerator
+from deepgen.nets import DCGANDiscriminator as ConvDiscriminator, DCGANGenerator as ConvGenerator
 from deepgen.models.registry import build_model
 from deepgen.training.adversarial import AdversarialModule
 from deepgen.training.config import TrainConfig
@@ -176,20 +176,25 @@ def test_conditional_gan_uses_context():
     torch.manual_seed(0)
     a = model.generate(torch.zeros(2, 16), c[:2])
     assert not torch.allclose(a[0], a[1])  # same z, different context
-    out = model.discriminator_loss((torch.zeros(4, 1, 8, 8), c))
+    batch = (torch.zeros(4, 1, 8, 8), c)
+    out = model.player_loss("discriminator", batch, model.adversarial_forward(batch))
     assert torch.isfinite(out["loss"])
 
 
 def test_losses_reach_only_the_right_network():
     model = build_model("gan", RING, {})
-    model.discriminator_loss(torch.randn(8, 2))["loss"].backward()
-    assert all(p.grad is None for p in model.generator_parameters())
+    batch = torch.randn(8, 2)
+    shared = model.adversarial_forward(batch)
+    model.player_loss("discriminator", batch, shared)["loss"].backward()
+    assert all(p.grad is None for p in model.generator_parameters())  # fakes detached for D
     assert all(p.grad is not None for p in model.discriminator_parameters())
     model.zero_grad(set_to_none=True)
-    out = model.generator_loss(8)
+    out = model.player_loss("generator", batch, shared)  # the same fakes, through D
     out["loss"].backward()
     assert all(p.grad is not None for p in model.generator_parameters())
     assert set(out) >= {"loss", "d_fake"}
+    with pytest.raises(ConfigError, match="no player"):
+        model.player_loss("critic", batch, shared)
 
 
 def test_loss_reports_the_game_without_gradients():
@@ -282,13 +287,14 @@ def test_adapter_takes_d_steps_discriminator_steps_per_generator_step():
 def test_extra_discriminator_steps_see_fresh_real_batches():
     model, cfg, x = tiny_setup(d_steps=2, steps=2)
     seen = []
-    original = model.discriminator_loss
+    original = model.player_loss
 
-    def spy(batch):
-        seen.append(batch[0].clone())
-        return original(batch)
+    def spy(name, batch, shared):
+        if name == "discriminator":
+            seen.append(batch[0].clone())
+        return original(name, batch, shared)
 
-    model.discriminator_loss = spy
+    model.player_loss = spy
     fit(AdversarialModule(model, cfg), x, steps=2)
     assert len(seen) == 4 and all(len(b) == 8 for b in seen)
     assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[2], seen[3])
@@ -313,7 +319,8 @@ def test_validation_logs_sample_metrics_and_does_not_change_training():
         assert torch.equal(a, b)
     metrics = trainer.callback_metrics
     assert {"val/energy_distance", "val/modes_covered", "val/high_quality_pct"} <= set(metrics)
-    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(metrics)
+    assert {"train/discriminator_loss", "train/generator_loss", "train/discriminator_d_real",
+            "train/discriminator_d_fake", "train/generator_d_fake"} <= set(metrics)
 
 
 def test_resume_loads_both_optimizer_states():
@@ -325,5 +332,5 @@ def test_resume_loads_both_optimizer_states():
     for opt, state in zip(opts, states):
         assert torch.equal(next(iter(opt.state_dict()["state"].values()))["exp_avg"],
                            next(iter(state["state"].values()))["exp_avg"])
-    with pytest.raises(CheckpointError, match="needs 2"):
+    with pytest.raises(CheckpointError, match="2 players"):
         AdversarialModule(model, cfg, optimizer_states=states[:1]).configure_optimizers()

@@ -8,7 +8,8 @@ import torch
 
 from deepgen.data.spec import DataSpec
 from deepgen.errors import CheckpointError, ConfigError
-from deepgen.io import CONFIG_FILE, WEIGHTS_FILE, atomic_path, load_model, save_model
+from deepgen.io import atomic_path
+from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
 from deepgen.models.registry import build_model
 
 

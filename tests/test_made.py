@@ -11,8 +11,8 @@ import deepgen.models.autoregressive  # noqa: F401  (registers "made")
 from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DataError
-from deepgen.io import load_model, save_model
-from deepgen.models.autoregressive import MADE
+from deepgen.models.pretrained import load_model, save_model
+from deepgen.models.autoregressive.made import MADE
 from deepgen.models.registry import build_model
 from deepgen.nets.masked import MaskedLinear
 
@@ -107,13 +107,13 @@ def test_normalized_for_each_context():
 def test_gaussian_log_prob_keeps_constant_and_bounds_log_std():
     model = made(None, (3,), num_masks=2)
     x = torch.randn(7, 3)
-    params = [model.conditionals(x, m) for m in range(2)]
-    expect = torch.stack([torch.distributions.Normal(p[..., 0], p[..., 1].exp()).log_prob(x).sum(1)
-                          for p in params], 1)
+    params = [model.output.loc_log_std(model.conditionals(x, m)) for m in range(2)]
+    expect = torch.stack([torch.distributions.Normal(mu, log_std.exp()).log_prob(x).sum(1)
+                          for mu, log_std in params], 1)
     torch.testing.assert_close(model.log_prob_per_mask(x), expect)
     with torch.no_grad():
-        model.layers[-1].bias.fill_(1e3)  # a runaway log-std stays soft-clamped
-    assert model.conditionals(x)[..., 1].max() <= MADE.LOG_STD_BOUND
+        model.net.layers[-1].bias.fill_(1e3)  # a runaway log-std stays soft-clamped
+    assert model.output.loc_log_std(model.conditionals(x))[1].max() <= model.output.log_std_bound
 
 
 def test_loss_is_mean_nll_of_one_mask():
@@ -227,11 +227,11 @@ def test_save_load_round_trip(tmp_path):
         opt.step()
     save_model(model, tmp_path)
     state_keys = set(model.state_dict())
-    assert {"orders", "hidden_degrees"} <= state_keys
+    assert {"net.orders", "net.hidden_degrees"} <= state_keys
     assert not any(k.endswith(".mask") for k in state_keys)  # masks are derived, not saved
     loaded = load_model(tmp_path)
     assert loaded.params == model.params
-    assert torch.equal(loaded.orders, model.orders) and torch.equal(loaded.hidden_degrees, model.hidden_degrees)
+    assert torch.equal(loaded.orders, model.orders) and torch.equal(loaded.net.hidden_degrees, model.net.hidden_degrees)
     with torch.no_grad():
         assert torch.equal(loaded.log_prob(x), model.log_prob(x))
     assert same_under_seed(lambda: model.sample(16), lambda: loaded.sample(16), seed=11)
@@ -242,7 +242,7 @@ def test_loading_weights_rebuilds_masks_from_saved_orderings():
     target = made(2, (5,), num_masks=3, seed=2)
     assert not torch.equal(source.orders, target.orders)
     target.load_state_dict(source.state_dict())
-    for a, b in zip(source.layers, target.layers):
+    for a, b in zip(source.net.layers, target.net.layers):
         assert torch.equal(a.mask, b.mask)
     x = all_configs(2, 5)
     assert torch.equal(target.log_prob(x), source.log_prob(x))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import deepgen.models.gan  # noqa: F401  (registers "gan")
+
 from deepgen.data.spec import DataSpec
 from deepgen.data.toy2d import MODES
 from deepgen.errors import DataError

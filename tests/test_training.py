@@ -10,10 +10,11 @@ import torch
 
 from deepgen.data import load_data
 from deepgen.evaluation.scoring import score_model
-from deepgen.io import load_model, load_tensors
+from deepgen.io import load_tensors
+from deepgen.models.pretrained import load_model
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import MetricsTable
-from deepgen.training.run import train
+from deepgen.workflows.train import train
 from deepgen.training.state import load_training_state
 
 TINY = dict(model="realnvp", data="moons", batch_size=64, lr=5e-3, warmup_steps=5, eval_every=20, log_every=5, progress=False,

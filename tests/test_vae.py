@@ -6,15 +6,16 @@ import math
 import pytest
 import torch
 
-import deepgen.models.vae as vae_mod  # noqa: F401  (registers "vae")
+import deepgen.models.latent.vae as vae_mod
 from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
-from deepgen.io import load_model, save_model
+from deepgen.models.pretrained import load_model, save_model
 from deepgen.models.registry import build_model, model_defaults
-from deepgen.models.vae import gaussian_kl, gaussian_log_prob
-from deepgen.models.vae_decoders import (
-    BernoulliLikelihood, CategoricalLikelihood, DiscretizedLogisticLikelihood, GaussianLikelihood,
+from deepgen.distributions import gaussian_kl, gaussian_log_prob
+from deepgen.distributions import (
+    BernoulliOutput as BernoulliLikelihood, CategoricalOutput as CategoricalLikelihood,
+    DiscretizedLogisticOutput as DiscretizedLogisticLikelihood, LearnedScaleGaussianOutput as GaussianLikelihood,
 )
 
 
@@ -350,7 +351,7 @@ def test_bad_parameters_raise_config_error(params, spec_name, digits):
 def test_trains_through_the_project_trainer(tmp_path):
     from deepgen.io import read_yaml
     from deepgen.training.config import TrainConfig
-    from deepgen.training.run import train
+    from deepgen.workflows.train import train
 
     cfg = TrainConfig.from_dict({"model": "vae", "data": "digits-binary", "steps": 20, "eval_every": 10,
                                  "log_every": 5, "progress": False,

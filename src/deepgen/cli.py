@@ -1,5 +1,7 @@
-"""Command-line interface: ``deepgen list | train | sample | score``.
+"""Command-line interface: ``deepgen list | train | sample | score | compare``.
 
+Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
+imported when the command runs, so ``deepgen --help`` imports no torch.
 Every user error is one line on stderr (``deepgen: error: ...``) and exit code 2;
 ``--debug`` shows the traceback instead.
 """
@@ -12,12 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
-from deepgen.errors import ConfigError, DataError, DeepgenError
+from deepgen.errors import ConfigError, DeepgenError
 
 
 def _parse_param(text: str) -> tuple[str, object]:
+    import yaml
+
     if "=" not in text:
         raise ConfigError(f"--param {text!r}: expected NAME=VALUE, e.g. --param hidden=128")
     key, value = text.split("=", 1)
@@ -35,7 +37,7 @@ def cmd_list(args) -> int:
 
     print("models:")
     for name, cls in sorted(list_models().items()):
-        print(f"  {name:<14} {cls.family:<15} density={cls.density:<6} {cls.description}")
+        print(f"  {name:<14} {cls.family:<15} density={cls.density:<8} {cls.description}")
     print("datasets:")
     for name, desc in list_datasets().items():
         print(f"  {name:<14} {desc}")
@@ -51,14 +53,14 @@ _TRAIN_FLAGS = {
     "model": "model", "data": "data", "steps": "steps", "batch_size": "batch_size", "lr": "lr",
     "seed": "seed", "eval_every": "eval_every", "devices": "devices", "accelerator": "accelerator",
     "strategy": "strategy", "num_nodes": "num_nodes", "precision": "precision", "warmup_steps": "warmup_steps",
-    "lr_schedule": "lr_schedule", "grad_clip": "grad_clip",
+    "lr_schedule": "lr_schedule", "grad_clip": "grad_clip", "context": "context", "labels": "labels",
 }
 
 
 def cmd_train(args) -> int:
     from deepgen.io import read_yaml
     from deepgen.training.config import TrainConfig, resolve_preset
-    from deepgen.training.run import resume_config, train
+    from deepgen.workflows.train import resume_config, train
 
     overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     if args.no_progress or not sys.stderr.isatty() and args.progress is None:
@@ -89,82 +91,28 @@ def cmd_train(args) -> int:
 
 # --- sample -------------------------------------------------------------------
 def cmd_sample(args) -> int:
-    import numpy as np
-    import torch
+    from deepgen.workflows.sample import sample_run
 
-    from deepgen.data import load_data
-    from deepgen.evaluation.plots import plot_2d, plot_image_grid
-    from deepgen.io import load_model
-
-    if args.n < 1:
-        raise ConfigError(f"-n must be >= 1, got {args.n}")
-    if args.temperature <= 0:
-        raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
-    model = load_model(args.run)
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(args.seed)
-        samples = model.sample(args.n, temperature=args.temperature)
-    out = Path(args.out)
-    spec = model.spec
-    if args.npy or out.suffix == ".npy":
-        from deepgen.io import atomic_path
-
-        npy = out if out.suffix == ".npy" else out.with_suffix(".npy")
-        with atomic_path(npy) as tmp, open(tmp, "wb") as f:
-            np.save(f, samples.cpu().numpy())
-        print(f"wrote {npy} ({tuple(samples.shape)} on the data's scale)")
-        if out.suffix == ".npy":
-            return 0
-    title = f"{model.name}: {args.n} samples, T={args.temperature:g}"
-    if spec.shape == (2,):
-        reference = load_data(spec.name).train if _is_builtin(spec.name) else samples
-        plot_2d(model, reference, samples, out, title)
-    elif spec.is_image:
-        plot_image_grid(samples[: min(args.n, 400)], out, spec.levels, title)
-    else:
-        raise ConfigError(f"cannot draw {spec.dim}-dim vectors as a picture; use --npy to write the raw samples")
-    print(f"wrote {out}")
+    for path in sample_run(args.run, args.n, args.out, temperature=args.temperature, seed=args.seed,
+                           label=args.label, npy=args.npy):
+        print(f"wrote {path}")
     return 0
-
-
-def _is_builtin(name: str) -> bool:
-    from deepgen.data import list_datasets
-
-    return name in list_datasets()
 
 
 # --- score --------------------------------------------------------------------
 def cmd_score(args) -> int:
-    from deepgen.data import load_data
-    from deepgen.evaluation.scoring import score_model
-    from deepgen.io import load_model, model_config
+    from deepgen.io import strict_json
+    from deepgen.workflows.score import score_run
 
-    model = load_model(args.run)
-    data_name = args.data or model_config(args.run)["data"]["name"]
-    splits = load_data(data_name)
-    check_compatible(model.spec, splits.spec, data_name)
-    csv_path = Path(args.csv) if args.csv else Path(args.run) / f"scores-{splits.spec.name}-{args.split}.csv"
-    kwargs = {"k": args.iw_samples} if args.iw_samples else {}
-    result = score_model(model, splits, args.split, seed=args.seed, batch_size=args.batch_size,
-                         csv_path=csv_path, **kwargs)
-    if csv_path.exists():  # implicit models have no per-example likelihood to write
-        result["per_example_csv"] = str(csv_path)
-    print(json.dumps(result))
+    result = score_run(args.run, data=args.data, split=args.split, seed=args.seed, batch_size=args.batch_size,
+                       iw_samples=args.iw_samples, csv=args.csv, labels=args.labels)
+    print(strict_json(result))
     return 0
-
-
-def check_compatible(model_spec, data_spec, data_name: str) -> None:
-    if tuple(model_spec.shape) != tuple(data_spec.shape):
-        raise DataError(f"{data_name}: examples have shape {data_spec.shape}, the model was trained on "
-                        f"{model_spec.shape} ('{model_spec.name}')")
-    if model_spec.levels != data_spec.levels:
-        raise DataError(f"{data_name}: data have {data_spec.levels or 'continuous'} levels, the model was trained on "
-                        f"{model_spec.levels or 'continuous'} ('{model_spec.name}')")
 
 
 # --- compare ------------------------------------------------------------------
 def cmd_compare(args) -> int:
-    from deepgen.evaluation.compare import compare
+    from deepgen.workflows.compare import compare
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
@@ -200,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--eval-every", dest="eval_every", type=int)
     t.add_argument("--param", action="append", metavar="NAME=VALUE", help="model hyper-parameter (repeatable)")
+    t.add_argument("--context", choices=["label"],
+                   help="train a class-conditional model p(x | y) on the data's labels")
+    t.add_argument("--labels", help="where your file's labels are: IDX/.npy label file, npz key, CSV column "
+                   "(name or col:K), 'folders' for image subfolders (default: found automatically where possible)")
     t.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
     t.add_argument("--devices", type=int)
     t.add_argument("--num-nodes", dest="num_nodes", type=int)
@@ -217,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--npy", action="store_true", help="also write the raw samples as .npy")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--label", help="class to sample from a class-conditional run (e.g. 3)")
 
     c = sub.add_parser("score", help="NLL (nats) and bits/dim on a split; prints one JSON object")
     c.add_argument("run")
@@ -226,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of any randomness in the estimate (dequantization)")
     c.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     c.add_argument("--iw-samples", dest="iw_samples", type=int, help="importance samples k (latent-variable models)")
+    c.add_argument("--labels", help="label source of --data (as for train)")
 
     m = sub.add_parser("compare", help="train several models on the same data and budget; one table")
     m.add_argument("--data", required=True)

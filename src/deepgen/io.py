@@ -1,16 +1,15 @@
-"""Saving and loading models and run files — safely.
+"""File I/O only — safely: atomic writes, safe YAML, JSON, safetensors.
 
-A saved model is a directory with ``config.yaml`` (model name, hyper-parameters,
-data spec: enough to rebuild it exactly) and ``model.safetensors`` (weights
-only).  Nothing here uses pickle, so loading a stranger's directory never runs
-code.  Every file is written to a temporary name in the same directory and then
-renamed (``os.replace`` is atomic), so an interrupted write never leaves a
-half-written file behind.
+Nothing here uses pickle, so reading a stranger's file never runs code.  Every
+file is written to a temporary name in the same directory and then renamed
+(``os.replace`` is atomic), so an interrupted write never leaves a half-written
+file behind.  Building models from files lives in :mod:`deepgen.models.pretrained`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -23,10 +22,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepgen.errors import CheckpointError, ConfigError
-
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -52,8 +47,24 @@ def write_yaml(path, data: dict) -> None:
     write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
+def strict_json(data) -> str:
+    """JSON text that any parser accepts: NaN and infinities become null (JSON has no such numbers)."""
+    return json.dumps(_finite(data), allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path, data: dict) -> None:
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON (see :func:`strict_json`), indented, written atomically."""
+    write_text(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def read_yaml(path) -> dict[str, Any]:
@@ -79,7 +90,8 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
 
 
 def _sniff_unsafe(path: Path) -> str | None:
-    head = path.read_bytes()[:8] if path.stat().st_size >= 2 else b""
+    with open(path, "rb") as f:
+        head = f.read(8)
     if head[:2] == b"PK":
         return "a zip archive (torch.save format, which unpickles on load)"
     if head[:1] == b"\x80":
@@ -101,51 +113,10 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
 
 
-def save_model(model, directory, extra: dict | None = None) -> Path:
-    """Write ``config.yaml`` (``model_config`` plus any ``extra`` blocks) and ``model.safetensors``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata={"model": model.name})
-    write_yaml(directory / CONFIG_FILE, {"model_config": model.config(), **(extra or {})})
-    return directory
-
-
-def model_config(directory) -> dict[str, Any]:
-    """The ``model_config`` block of a run directory's ``config.yaml``."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: run directory not found")
-    cfg = read_yaml(directory / CONFIG_FILE)
-    block = cfg.get("model_config")
-    if not isinstance(block, dict) or "model" not in block or "data" not in block:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: missing 'model_config' with 'model', 'params' and 'data'")
-    return block
-
-
-def load_model(directory, map_location: str | torch.device = "cpu"):
-    """Rebuild a model from ``config.yaml`` and load ``model.safetensors`` (strict keys and shapes)."""
-    from deepgen.data.spec import DataSpec
-    from deepgen.models.registry import build_model
-
-    directory = Path(directory)
-    if directory.is_file():
-        directory = directory.parent
-    block = model_config(directory)
-    spec = DataSpec.from_dict(block["data"])
-    model = build_model(block["model"], spec, block.get("params") or {})
-    state = load_tensors(directory / WEIGHTS_FILE)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise CheckpointError(
-            f"{directory / WEIGHTS_FILE}: weights do not match config.yaml "
-            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {extra[:3]})"
-        )
-    for k, v in state.items():
-        if v.shape != expected[k].shape:
-            raise CheckpointError(
-                f"{directory / WEIGHTS_FILE}: tensor '{k}' has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
-            )
-    model.load_state_dict(state, strict=True)
-    return model.to(map_location).eval()
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

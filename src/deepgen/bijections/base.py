@@ -18,11 +18,6 @@ import torch
 from torch import nn
 
 
-def sum_except_batch(x: torch.Tensor) -> torch.Tensor:
-    """Sum over every dimension but the first."""
-    return x.reshape(x.shape[0], -1).sum(-1)
-
-
 class Bijection(nn.Module):
     """Base class: subclasses implement ``forward`` and ``inverse``, each returning (output, logabsdet)."""
 

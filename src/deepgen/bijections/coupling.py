@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepgen.bijections.base import Bijection, sum_except_batch
+from deepgen.bijections.base import Bijection
+from deepgen.ops import sum_except_batch
 
 
 class AffineCoupling(Bijection):

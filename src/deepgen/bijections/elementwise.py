@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from deepgen.bijections.base import Bijection, sum_except_batch
+from deepgen.bijections.base import Bijection
+from deepgen.ops import sum_except_batch
 
 
 class Logit(Bijection):

@@ -1,50 +1,86 @@
-"""Datasets: built-in (2-D toys, digits) and users' own files.
+"""Datasets: built-in (2-D toys, digits) and users' own files, with class labels.
 
-``load_data(name_or_path)`` returns fixed :class:`Splits`; ``list_datasets()``
-names the built-in ones.  A user's file is split 80/10/10 with a fixed seed.
+``load_data(name_or_path, labels=None)`` returns fixed :class:`Splits`;
+``list_datasets()`` names the built-in ones.  A user's file is split 80/10/10
+with a fixed seed, the same permutation applied to its labels.  Where a user's
+file keeps its labels is the ``labels`` argument (see
+:mod:`deepgen.data.file_labels`); the label rules are in :mod:`deepgen.data.labels`.
 """
 
 from __future__ import annotations
 
 import os
 
-from deepgen.data.spec import DataSpec, Splits, split_fixed, validate_array
-from deepgen.errors import unknown_name
+from deepgen.data.labels import NO_LABELS, Labels, label_summary
+from deepgen.data.spec import SPLITS, DataSpec, Splits, split_fixed, validate_array
+from deepgen.errors import DataError, unknown_name
 
-__all__ = ["DataSpec", "Splits", "load_data", "list_datasets"]
+__all__ = ["DataSpec", "Splits", "Labels", "load_data", "list_datasets"]
 
 _FILE_PREFIXES = ("idx:", "npy:", "npz:", "csv:", "images:")
+_DIGITS = ("digits", "digits-binary")
 
 
 def list_datasets() -> dict[str, str]:
-    """Built-in dataset name -> one-line description."""
+    """Built-in dataset name -> one-line description (with the number of classes where labelled)."""
+    from deepgen.data.digits import DESCRIPTIONS
     from deepgen.data.toy2d import TOY_DATASETS
 
-    out = dict(TOY_DATASETS)
-    out["digits"] = "sklearn handwritten digits; 8x8 grey, 17 levels (0..16); 1257/270/270 train/val/test"
-    out["digits-binary"] = "digits binarized at level >= 8; 8x8, 2 levels; 1257/270/270 train/val/test"
-    return out
+    return {**TOY_DATASETS, **DESCRIPTIONS}
 
 
 def is_file_source(name: str) -> bool:
+    """True when ``name`` is a path or has a format prefix (``idx:``, ``npy:``, ...)."""
     return name.startswith(_FILE_PREFIXES) or os.path.sep in name or os.path.exists(name)
 
 
-def load_data(name: str) -> Splits:
-    """Load a built-in dataset by name, or a user's file / folder by path."""
-    if name in ("digits", "digits-binary"):
+def load_data(name: str, labels: str | None = None) -> Splits:
+    """Load a built-in dataset by name, or a user's file / folder by path, with its class labels.
+
+    ``labels`` (users' files only): an IDX label file, an .npz key, a .npy file, a
+    CSV column name or ``col:K``, or ``"folders"``; None detects labels where the
+    format allows; ``"none"`` loads no labels (also for built-in datasets).
+    """
+    if labels is not None and not isinstance(labels, str):
+        raise DataError(f"labels {labels!r}: expected a string (a label file, .npz key, CSV column or 'folders')")
+    builtin = _load_builtin(name)
+    if builtin is not None:
+        return _builtin_labels(builtin, labels)
+    if is_file_source(name):
+        from deepgen.data.file_labels import load_labelled_file
+
+        x, spec, found = load_labelled_file(name, labels)
+        x = validate_array(x, spec, name)
+        parts = split_fixed(x)
+        splits = {s: x[p] for s, p in zip(SPLITS, parts)}
+        if found is None:
+            return Splits(spec, **splits)
+        return Splits(spec, **splits, labels={s: found.ids[p] for s, p in zip(SPLITS, parts)},
+                      classes=found.classes)
+    raise unknown_name("dataset", name, list_datasets())
+
+
+def _load_builtin(name: str) -> Splits | None:
+    """The built-in dataset ``name``, or None if there is none of that name."""
+    if name in _DIGITS:
         from deepgen.data.digits import load_digits_images
 
         return load_digits_images(binary=name == "digits-binary")
     from deepgen.data.toy2d import TOY_DATASETS, load_toy
 
-    if name in TOY_DATASETS:
-        return load_toy(name)
-    if is_file_source(name):
-        from deepgen.data.files import load_file
+    return load_toy(name) if name in TOY_DATASETS else None
 
-        x, spec = load_file(name)
-        x = validate_array(x, spec, name)
-        train, val, test = split_fixed(x)
-        return Splits(spec, x[train], x[val], x[test])
-    raise unknown_name("dataset", name, list_datasets())
+
+def _builtin_labels(splits: Splits, labels: str | None) -> Splits:
+    """A built-in dataset keeps its own labels; ``labels="none"`` drops them, anything else is an error."""
+    name = splits.spec.name
+    if labels is None:
+        return splits
+    if labels == NO_LABELS:
+        return Splits(splits.spec, splits.train, splits.val, splits.test)
+    if splits.has_labels:
+        raise DataError(f"labels '{labels}': built-in dataset '{name}' already carries its class labels "
+                        f"({label_summary(splits.classes)}); expected labels only for your own files "
+                        f"(or '{NO_LABELS}' to drop them)")
+    raise DataError(f"labels '{labels}': built-in dataset '{name}' has no class labels; expected labels "
+                    "only for your own files (IDX, .npz, .npy, CSV, image folders)")

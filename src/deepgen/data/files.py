@@ -12,6 +12,9 @@ Images from a folder have 256 levels.
 
 Every failure is a one-line :class:`DataError` naming the file; pickled
 content is refused, never unpickled.
+
+Class labels of a user's file are read by :mod:`deepgen.data.file_labels`, which
+uses the readers here (``read_idx``, ``read_numpy``, ``read_csv``, ``image_files``).
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import io
 import math
 import os
 import zlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
+from deepgen.data.labels import label_summary
 from deepgen.data.spec import DataSpec, validate_array
 from deepgen.errors import DataError
 
@@ -47,6 +51,7 @@ _IDX_TYPES = {
 
 
 def _err(path: str, what: str) -> DataError:
+    """The one-line error ``"<path>: <what>"``."""
     return DataError(f"{path}: {what}")
 
 
@@ -101,6 +106,7 @@ def _open_checked(path: str):
 
 
 def _read_bytes(path: str) -> bytes:
+    """All bytes of a file; OS errors become a DataError naming it."""
     with _open_checked(path) as f:
         try:
             return f.read()
@@ -144,14 +150,16 @@ def _to_examples(a: np.ndarray, path: str) -> tuple[np.ndarray, int | None]:
     return a, _levels(a, image=a.ndim == 4)
 
 
-def _finish(a: np.ndarray, levels: int | None, path: str, fmt: str) -> tuple[torch.Tensor, DataSpec]:
-    """float32 tensor + spec, checked by :func:`validate_array`."""
+def finish(a: np.ndarray, levels: int | None, path: str, fmt: str,
+           classes: tuple[str, ...] = ()) -> tuple[torch.Tensor, DataSpec]:
+    """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description."""
     with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, caught below
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     shape = tuple(x.shape[1:])
     name = os.path.basename(os.path.normpath(path))
     desc = (f"{fmt} from {name}: N={len(x)}, shape {shape}, "
-            + (f"{levels} levels (0..{levels - 1})" if levels else "continuous"))
+            + (f"{levels} levels (0..{levels - 1})" if levels else "continuous")
+            + (f"; {label_summary(classes)}" if classes else ""))
     spec = DataSpec(name=name, shape=shape, levels=levels, description=desc)
     return validate_array(x, spec, path), spec
 
@@ -159,7 +167,8 @@ def _finish(a: np.ndarray, levels: int | None, path: str, fmt: str) -> tuple[tor
 # --------------------------------------------------------------------------- formats
 
 
-def _load_idx(path: str, key: str | None) -> tuple[np.ndarray, str]:
+def read_idx(path: str) -> tuple[np.ndarray, str]:
+    """An IDX file (gzipped or not) as an array of its header's shape, and a description."""
     raw = _read_bytes(path)
     fmt = "IDX"
     if raw[:2] == b"\x1f\x8b":
@@ -183,14 +192,28 @@ def _load_idx(path: str, key: str | None) -> tuple[np.ndarray, str]:
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "longer than its header says"
         raise _err(path, f"file is {what}: {len(raw)} bytes, expected {expected} for {tname} data of shape {dims}")
-    if ndim == 1:
-        raise _err(path, f"this is an IDX label file (1-D, {dims[0]} {tname} values); "
-                   "expected an IDX file of images (N, H, W) or vectors (N, D)")
     return np.frombuffer(raw, dtype, count, header).reshape(dims), f"{fmt} {tname}"
+
+
+def _load_idx(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    """An IDX file of examples (not a 1-D label file)."""
+    a, desc = read_idx(path)
+    if a.ndim == 1:
+        raise _err(path, f"this is an IDX label file (1-D, {len(a)} {desc.split()[-1]} values); "
+                   "expected an IDX file of images (N, H, W) or vectors (N, D)")
+    return a, desc
 
 
 def _load_numpy(path: str, key: str | None) -> tuple[np.ndarray, str]:
     """.npy array or one array of an .npz archive (by magic bytes); never unpickles."""
+    return read_numpy(path, key, _npz_member)
+
+
+def read_numpy(path: str, key: str | None, member: Callable) -> tuple[np.ndarray, str]:
+    """Open a .npy / .npz file (by magic bytes) without unpickling; returns (array, "npy" | "npz").
+
+    For an archive, ``member(archive, path, key)`` picks the array (raising DataError if it can't).
+    """
     with _open_checked(path) as f:
         magic = f.read(6)
     if magic == b"\x93NUMPY":
@@ -206,7 +229,7 @@ def _load_numpy(path: str, key: str | None) -> tuple[np.ndarray, str]:
         if kind == "npy":
             return loaded, kind
         with loaded:
-            return _npz_member(loaded, path, key), kind
+            return member(loaded, path, key), kind
     except DataError:
         raise
     except ValueError as exc:
@@ -219,7 +242,12 @@ def _load_numpy(path: str, key: str | None) -> tuple[np.ndarray, str]:
 
 
 def _npz_member(z, path: str, key: str | None) -> np.ndarray:
-    keys = list(z.files)
+    """The data array of an archive: ``key``, else the only array, else 'x' / 'data' / 'arr_0'."""
+    return z[npz_data_key(list(z.files), path, key)]
+
+
+def npz_data_key(keys: list[str], path: str, key: str | None) -> str:
+    """Which key of an archive holds the data (see :func:`_npz_member`)."""
     if key is None:
         if not keys:
             raise _err(path, "npz archive holds no arrays; expected one under key 'x', 'data' or 'arr_0'")
@@ -233,10 +261,20 @@ def _npz_member(z, path: str, key: str | None) -> np.ndarray:
                        "'arr_0' (or pick one with 'file.npz:key')")
     elif key not in keys:
         raise _err(path, f"npz archive has no key '{key}'; keys are {keys}")
-    return z[key]
+    return key
 
 
-def _load_csv(path: str, key: str | None) -> tuple[np.ndarray, str]:
+class CsvTable(NamedTuple):
+    """A CSV table: numeric features (N, D) float64 and, if a labels column was taken out, its cells."""
+
+    features: np.ndarray
+    label_cells: list[str] | None
+    label_column: str  # "column 'name'" or "column K" (0-based), for messages
+    lines: list[int]  # line number of each data row
+
+
+def _csv_rows(path: str) -> tuple[list[list[str]], list[int]]:
+    """Non-blank rows of a UTF-8 CSV file as stripped cells, with their line numbers."""
     raw = _read_bytes(path)
     try:
         text = raw.decode("utf-8-sig")
@@ -251,28 +289,78 @@ def _load_csv(path: str, key: str | None) -> tuple[np.ndarray, str]:
                 lines.append(reader.line_num)
     except csv.Error as exc:
         raise _err(path, f"line {reader.line_num}: malformed CSV ({exc}); expected a comma-separated numeric table") from None
-    if rows and not all(_is_number(c) for c in rows[0]):
-        header, rows, lines = rows[0], rows[1:], lines[1:]
-        width = len(header)
-    else:
-        width = len(rows[0]) if rows else 0
+    return rows, lines
+
+
+def _csv_label_column(path: str, first: list[str], label: str) -> tuple[int, bool]:
+    """Index of the labels column ``label`` (a header name or ``col:K``) and whether ``first`` is a header."""
+    if label.startswith("col:"):
+        try:
+            k = int(label[4:])
+        except ValueError:
+            raise _err(path, f"labels '{label}' is not a column index; "
+                       "expected col:K with K a 0-based integer") from None
+        if not 0 <= k < len(first):
+            raise _err(path, f"labels '{label}' is out of range: the table has {len(first)} columns; "
+                       f"expected col:K with K in 0..{len(first) - 1}")
+        return k, any(not _is_number(c) for i, c in enumerate(first) if i != k)
+    if label in first:
+        return first.index(label), True
+    if all(_is_number(c) for c in first):
+        raise _err(path, f"labels column '{label}': the table has no header row; "
+                   "expected col:K (0-based column index) for a table without header")
+    raise _err(path, f"no labels column '{label}' in the header row (columns: {', '.join(first)}); "
+               "expected a column name or col:K")
+
+
+def read_csv(path: str, label: str | None = None) -> CsvTable:
+    """A numeric table with an optional header row; ``label`` (name or ``col:K``) takes out a labels column.
+
+    Without ``label`` the first row is a header when any cell is not a number; with
+    ``col:K``, when any cell outside column K is not a number; with a name, it must be.
+    """
+    rows, lines = _csv_rows(path)
     if not rows:
         raise _err(path, "dataset is empty (no data rows); expected a numeric table with at least one row")
+    width = len(rows[0])
     for row, line in zip(rows, lines):
         if len(row) != width:
             raise _err(path, f"line {line} has {len(row)} fields; expected {width} like the first row")
+    if label is None:
+        col, header = None, not all(_is_number(c) for c in rows[0])
+    else:
+        col, header = _csv_label_column(path, rows[0], label)
+    names = rows[0] if header else None
+    if header:
+        rows, lines = rows[1:], lines[1:]
+    if not rows:
+        raise _err(path, "dataset is empty (no data rows); expected a numeric table with at least one row")
+    keep = [i for i in range(width) if i != col]
+    if not keep:
+        raise _err(path, f"labels '{label}' is the only column; expected at least one feature column besides it")
+    table = rows if col is None else [[row[i] for i in keep] for row in rows]
     try:
-        return np.array(rows, dtype=np.float64), "csv"
+        features = np.array(table, dtype=np.float64)
     except ValueError:
         for row, line in zip(rows, lines):
-            for col, cell in enumerate(row, 1):
-                if not _is_number(cell):
-                    raise _err(path, f"line {line}, column {col}: '{cell[:40]}' is not a number; "
+            for i in keep:
+                if not _is_number(row[i]):
+                    raise _err(path, f"line {line}, column {i + 1}: '{row[i][:40]}' is not a number; "
                                "expected numeric cells") from None
         raise _err(path, "could not parse the table as numbers; expected numeric cells") from None
+    if col is None:
+        return CsvTable(features, None, "", lines)
+    where = f"column '{names[col]}'" if names else f"column {col}"
+    return CsvTable(features, [row[col] for row in rows], where, lines)
+
+
+def _load_csv(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    """Every column of a CSV table as continuous features."""
+    return read_csv(path).features, "csv"
 
 
 def _is_number(cell: str) -> bool:
+    """True when ``cell`` parses as a float."""
     try:
         float(cell)
     except ValueError:
@@ -280,10 +368,8 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _load_images(path: str, key: str | None) -> tuple[np.ndarray, str]:
-    """All images under a folder (recursive, sorted by path) as (N, H, W, C) uint8."""
-    from PIL import Image
-
+def image_files(path: str) -> list[str]:
+    """Every image file under a folder (recursive), sorted by path."""
     if not os.path.isdir(path):
         raise _err(path, "is not a directory; expected a folder of .png / .jpg / .jpeg / .bmp images")
     files = sorted(
@@ -294,6 +380,13 @@ def _load_images(path: str, key: str | None) -> tuple[np.ndarray, str]:
     )
     if not files:
         raise _err(path, f"dataset is empty: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+def read_images(path: str, files: list[str]) -> np.ndarray:
+    """Images ``files`` (all the same size) of folder ``path`` as (N, H, W, C) uint8."""
+    from PIL import Image
+
     arrays, size0 = [], None
     for f in files:
         try:
@@ -312,7 +405,12 @@ def _load_images(path: str, key: str | None) -> tuple[np.ndarray, str]:
         arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
     else:
         arrays = [a[..., None] for a in arrays]
-    return np.stack(arrays), "images"
+    return np.stack(arrays)
+
+
+def _load_images(path: str, key: str | None) -> tuple[np.ndarray, str]:
+    """All images under a folder (recursive, sorted by path) as (N, H, W, C) uint8."""
+    return read_images(path, image_files(path)), "images"
 
 
 _LOADERS: dict[str, Callable[[str, str | None], tuple[np.ndarray, str]]] = {
@@ -324,20 +422,31 @@ _LOADERS: dict[str, Callable[[str, str | None], tuple[np.ndarray, str]]] = {
 }
 
 
-def load_file(path: str) -> tuple[torch.Tensor, DataSpec]:
-    """All examples of a user's file or folder as float32 (N, *shape), and its spec.
-
-    ``path`` is ``[idx:|npy:|npz:|csv:|images:]path`` or ``archive.npz:key``.
-    """
-    fmt, path, key = _split_source(path)
+def resolve_source(source: str) -> tuple[str, str, str | None]:
+    """``[fmt:]path[:key]`` -> (format, path, npz key or None); the path must exist."""
+    fmt, path, key = _split_source(source)
     if not os.path.exists(path):
         raise _err(path, f"no such file or directory; {_EXPECTED}")
-    fmt = fmt or _guess_format(path)
+    return fmt or _guess_format(path), path, key
+
+
+def read_examples(fmt: str, path: str, key: str | None) -> tuple[np.ndarray, int | None, str]:
+    """The examples of a resolved source in (N, D) or NCHW layout, their levels, and a format description."""
     a, fmt_desc = _LOADERS[fmt](path, key)
     if fmt == "csv":
-        levels = None
-    elif fmt == "images":
-        a, levels = a.transpose(0, 3, 1, 2), 256
-    else:
-        a, levels = _to_examples(a, path)
-    return _finish(a, levels, path, fmt_desc)
+        return a, None, fmt_desc
+    if fmt == "images":
+        return a.transpose(0, 3, 1, 2), 256, fmt_desc
+    a, levels = _to_examples(a, path)
+    return a, levels, fmt_desc
+
+
+def load_file(path: str) -> tuple[torch.Tensor, DataSpec]:
+    """All examples of a user's file or folder as float32 (N, *shape), and its spec (no labels).
+
+    ``path`` is ``[idx:|npy:|npz:|csv:|images:]path`` or ``archive.npz:key``.  For the
+    class labels too, see :func:`deepgen.data.file_labels.load_labelled_file`.
+    """
+    fmt, path, key = resolve_source(path)
+    a, levels, fmt_desc = read_examples(fmt, path, key)
+    return finish(a, levels, path, fmt_desc)

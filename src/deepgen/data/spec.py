@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from deepgen.data.labels import LABEL_SOURCES, check_labels
 from deepgen.errors import DataError
 
 
@@ -40,23 +41,28 @@ class DataSpec:
 
     @property
     def dim(self) -> int:
+        """Number of dimensions D = prod(shape)."""
         return math.prod(self.shape)
 
     @property
     def is_image(self) -> bool:
+        """True for (C, H, W) examples."""
         return len(self.shape) == 3
 
     @property
     def is_discrete(self) -> bool:
+        """True when the data have a finite number of levels."""
         return self.levels is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for config.yaml)."""
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+        """Inverse of :meth:`to_dict`; a malformed dict is a DataError."""
         try:
             return cls(
                 name=str(d["name"]),
@@ -72,23 +78,64 @@ class DataSpec:
         return nll_nats / (self.dim * math.log(2))
 
 
+SPLITS = ("train", "val", "test")
+
+
 @dataclass
 class Splits:
-    """Fixed train / val / test tensors of one dataset, all of shape (N, *spec.shape)."""
+    """Fixed train / val / test tensors of one dataset, all of shape (N, *spec.shape).
+
+    ``labels`` maps a split to its class ids (int64, shape (N,), values in
+    ``0..K-1``) and ``classes`` holds the K class names (index = label id);
+    both are empty for a dataset without labels.
+    """
 
     spec: DataSpec
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Check the labels (int64 ids in 0..K-1, one per example)."""
+        self.classes = tuple(str(c) for c in self.classes)
+        check_labels(self.labels, self.classes, self.sizes(), self.spec.name)
 
     def split(self, name: str) -> torch.Tensor:
-        if name not in ("train", "val", "test"):
+        """The examples of split ``name`` (train, val or test)."""
+        if name not in SPLITS:
             raise DataError(f"unknown split '{name}': expected train, val or test")
         return getattr(self, name)
 
     def sizes(self) -> dict[str, int]:
-        return {s: len(self.split(s)) for s in ("train", "val", "test")}
+        """Number of examples per split."""
+        return {s: len(self.split(s)) for s in SPLITS}
+
+    @property
+    def has_labels(self) -> bool:
+        """True when every split has class labels (and the class names are known)."""
+        return bool(self.classes) and all(s in self.labels for s in SPLITS)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes K (0 for a dataset without labels)."""
+        return len(self.classes)
+
+    def split_labels(self, name: str) -> torch.Tensor:
+        """Class ids (int64, shape (N,)) of split ``name``; DataError if the dataset has none."""
+        self.split(name)  # checks the split name
+        if not self.classes or name not in self.labels:
+            raise DataError(
+                f"dataset '{self.spec.name}' has no class labels ({name} split); expected a labelled built-in "
+                f"dataset (e.g. digits, moons) or your own data loaded with labels=...: "
+                + ", ".join(LABEL_SOURCES)
+            )
+        return self.labels[name]
+
+    def class_counts(self) -> torch.Tensor:
+        """Examples per class in the train split (int64, length num_classes)."""
+        return torch.bincount(self.split_labels("train"), minlength=self.num_classes)
 
 
 def validate_array(x: torch.Tensor, spec: DataSpec, source: str) -> torch.Tensor:

@@ -21,20 +21,24 @@ from deepgen.data.spec import DataSpec
 
 @torch.no_grad()
 def per_example_log_prob(model, x: torch.Tensor, batch_size: int = 256, seed: int = 0, method: str = "log_prob",
-                         **kwargs) -> torch.Tensor:
-    """log p(x_n) for every row of ``x`` (nats), in fixed batches under a fixed seed.
+                         context: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    """log p(x_n) (or log p(x_n | c_n) with ``context``) for every row of ``x`` (nats), in fixed
+    batches under a fixed seed.
 
     ``method`` names another per-example figure with the same signature (e.g. ``"elbo"``).
+    The same seed, batch size and data give the same noise in every call, so calls that differ
+    only in the context (one per class) see the same dequantization noise.
     """
     fn = getattr(model, method)
     was_training = model.training
     model.eval()
     out = []
     device = model.device
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+    with torch.random.fork_rng(devices=[] if device.type != "cuda" else [device]):
         torch.manual_seed(seed)
         for i in range(0, len(x), batch_size):
-            out.append(fn(x[i : i + batch_size].to(device), **kwargs).double().cpu())
+            c = None if context is None else context[i : i + batch_size].to(device)
+            out.append(fn(x[i : i + batch_size].to(device), c, **kwargs).double().cpu())
     model.train(was_training)
     return torch.cat(out)
 

@@ -96,17 +96,19 @@ def known_modes(dataset_name: str):
     return MODES.get(dataset_name)
 
 
-def mode_metrics_for(model, dataset_name: str, n: int = PROTOCOL_SAMPLES, seed: int = 0) -> dict | None:
+def mode_metrics_for(model, dataset_name: str, n: int = PROTOCOL_SAMPLES, seed: int = 0,
+                     context: torch.Tensor | None = None) -> dict | None:
     """:func:`mode_coverage` of ``n`` samples of ``model`` (eval mode, seeded), or None if the data have no known modes.
 
-    The global RNG (CPU and the model's CUDA device) is forked, so calling this
+    A conditional model needs ``context`` (n rows, e.g. one-hot labels drawn from the label
+    prior).  The global RNG (CPU and the model's CUDA device) is forked, so calling this
     never changes the caller's random stream; the model's train/eval mode is restored.
     """
     modes = known_modes(dataset_name)
     if modes is None:
         return None
     centers, std = modes
-    x = seeded_samples(model, n, seed)
+    x = seeded_samples(model, n, seed, context)
     return mode_coverage(x.reshape(len(x), -1), centers, std)
 
 

@@ -61,18 +61,21 @@ def sample_distance(model, reference: torch.Tensor, context: torch.Tensor | None
     return {"energy_distance": energy_distance(samples, ref), "n": n}
 
 
-def sample_scores(model, splits, split: str = "test", seed: int = 0) -> dict:
+def sample_scores(model, splits, split: str = "test", seed: int = 0, context: torch.Tensor | None = None,
+                  mode_context: torch.Tensor | None = None) -> dict:
     """Report figures for any model from its samples: energy distance to ``split``, mode coverage if known.
 
     Meant for models without a density (``model.density == "none"``) in place of an NLL.
+    A conditional model gets ``context`` (one row per example of the split: samples are drawn
+    for the same labels as the reference) and ``mode_context`` (PROTOCOL_SAMPLES rows).
     """
     x = splits.split(split)
     result = {"model": model.name, "data": splits.spec.name, "split": split, "density": model.density}
-    result.update(sample_distance(model, x, seed=seed))
+    result.update(sample_distance(model, x, context, seed=seed))
     result["units"] = (f"energy distance in the data's own units (Euclidean over {splits.spec.dim} values"
                        f"{', grey levels' if splits.spec.levels is not None else ''}), "
                        f"{result['n']} samples vs {result['n']} {split} examples, seed {seed}")
-    modes = mode_metrics_for(model, splits.spec.name, n=PROTOCOL_SAMPLES, seed=seed)
+    modes = mode_metrics_for(model, splits.spec.name, n=PROTOCOL_SAMPLES, seed=seed, context=mode_context)
     if modes is not None:
         result["modes"] = modes
     return result

@@ -6,8 +6,14 @@ import csv
 import io
 from pathlib import Path
 
+import torch
+
+from deepgen.data.context import LabelContext
 from deepgen.data.spec import Splits
+from deepgen.evaluation.conditional import class_log_likelihoods, conditional_summary
 from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
+from deepgen.evaluation.modes import PROTOCOL_SAMPLES, mode_metrics_for
+from deepgen.evaluation.sample_metrics import sample_scores
 from deepgen.io import write_text
 
 
@@ -18,47 +24,86 @@ def units(spec) -> str:
     return f"nats per example and bits per dimension of {spec.dim}-dim continuous data in its own units"
 
 
+def prior_contexts(label_context: LabelContext | None, n: int, seed: int) -> torch.Tensor | None:
+    """n one-hot contexts with labels drawn from the training frequencies (seeded), or None."""
+    if label_context is None:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    return label_context.one_hot(label_context.sample_labels(n, g))
+
+
 def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch_size: int = 256,
-                csv_path=None, k: int | None = None) -> dict:
+                csv_path=None, k: int | None = None, label_context: LabelContext | None = None) -> dict:
     """The figures of ``model`` on ``split``.
 
-    density "exact": mean NLL (nats), bits/dim, n; per-example log p to ``csv_path``.
-    density "bound": the same from the importance-weighted estimate with ``k`` samples
-    (the model's default if None), plus the ELBO (nats, and as bits/dim of -ELBO).
+    density exact / bound / estimate: mean NLL (nats), bits/dim, n; per-example log p to
+    ``csv_path``.  For a bound, ``log_prob`` is the importance-weighted estimate with ``k``
+    samples (the model's default if None), and the ELBO is reported too.
     density "none": no NLL (implicit model); sample metrics instead.
+    A conditional model (``label_context`` given) reports ``nll_nats`` given the true labels,
+    ``marginal_nll_nats`` = -log sum_y p(x | y) p(y) and ``classify_accuracy``.
     Every model that samples gets mode coverage on data with known modes (ring8, grid25).
     """
-    from deepgen.evaluation.modes import mode_metrics_for
-    from deepgen.evaluation.sample_metrics import sample_scores
-
     x = splits.split(split)
+    conditional = model.is_conditional
+    if conditional and label_context is None:
+        from deepgen.errors import ConfigError
+
+        raise ConfigError(f"{model.name}: this model is conditional; scoring it needs the run's label context")
+    labels = splits.split_labels(split) if conditional else None
+    true_ctx = label_context.one_hot(labels) if conditional else None
+    mode_ctx = prior_contexts(label_context, PROTOCOL_SAMPLES, seed) if conditional else None
     result = {"model": model.name, "data": splits.spec.name, "split": split, "density": model.density}
     if model.density == "none":
         result["note"] = (f"{model.name} is an implicit model: it defines no density, so there is no NLL; "
                           f"sample metrics instead")
-        result.update(sample_scores(model, splits, split, seed=seed))
+        result.update(sample_scores(model, splits, split, seed=seed, context=true_ctx, mode_context=mode_ctx))
         return result
     kwargs = {"k": k} if k else {}
-    log_probs = per_example_log_prob(model, x, batch_size=batch_size, seed=seed, **kwargs)
+    predicted = marginal = None
+    if conditional:
+        log_lik = class_log_likelihoods(model, x, label_context, batch_size=batch_size, seed=seed, **kwargs)
+        cond = conditional_summary(log_lik, labels, label_context)
+        log_probs, marginal, predicted = cond["log_prob"], cond["marginal_log_prob"], cond["predicted"]
+    else:
+        log_probs = per_example_log_prob(model, x, batch_size=batch_size, seed=seed, **kwargs)
     result.update(nll_summary(log_probs, splits.spec))
     result["units"] = units(splits.spec)
+    if conditional:
+        m = nll_summary(marginal, splits.spec)
+        result["conditional_on"] = "true labels: nll_nats is -log p(x | y)"
+        result["marginal_nll_nats"] = m["nll_nats"]
+        result["marginal_bits_per_dim"] = m["bits_per_dim"]
+        result["classify_accuracy"] = cond["classify_accuracy"]
+        result["label_prior"] = "training-split class frequencies"
     if model.density == "bound":
         result["iw_samples"] = k or getattr(model, "iw_samples", None)
         result["estimator"] = f"importance-weighted log p(x) with k={result['iw_samples']} (IWAE, a stochastic lower bound)"
-        if hasattr(model, "elbo"):
-            elbo = per_example_log_prob(model, x, batch_size=batch_size, seed=seed, method="elbo").mean().item()
-            result["elbo_nats"] = elbo
-            result["neg_elbo_bits_per_dim"] = splits.spec.bits_per_dim(-elbo)
-    modes = mode_metrics_for(model, splits.spec.name, seed=seed)
+    if model.can("elbo"):
+        elbo = per_example_log_prob(model, x, batch_size=batch_size, seed=seed, method="elbo",
+                                    context=true_ctx).mean().item()
+        result["elbo_nats"] = elbo
+        result["neg_elbo_bits_per_dim"] = splits.spec.bits_per_dim(-elbo)
+    modes = mode_metrics_for(model, splits.spec.name, seed=seed, context=mode_ctx)
     if modes is not None:
         result["modes"] = modes
-    if splits.spec.levels is not None and model.family == "flow":
+    if splits.spec.levels is not None and model.can("dequantize"):
         result["dequantization"] = "uniform, 1 draw per example (seeded); NLL is an upper bound on -log P(k)"
     if csv_path is not None:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["index", "log_prob_nats", "nll_nats", "bits_per_dim"])
-        for i, lp in enumerate(log_probs.tolist()):
-            w.writerow([i, f"{lp:.6f}", f"{-lp:.6f}", f"{splits.spec.bits_per_dim(-lp):.6f}"])
-        write_text(Path(csv_path), buf.getvalue())
+        write_per_example_csv(Path(csv_path), log_probs, splits.spec, labels, predicted, marginal)
     return result
+
+
+def write_per_example_csv(path: Path, log_probs, spec, labels=None, predicted=None, marginal=None) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = ["index", "log_prob_nats", "nll_nats", "bits_per_dim"]
+    if labels is not None:
+        head += ["label", "predicted", "marginal_log_prob_nats"]
+    w.writerow(head)
+    for i, lp in enumerate(log_probs.tolist()):
+        row = [i, f"{lp:.6f}", f"{-lp:.6f}", f"{spec.bits_per_dim(-lp):.6f}"]
+        if labels is not None:
+            row += [int(labels[i]), int(predicted[i]), f"{float(marginal[i]):.6f}"]
+        w.writerow(row)
+    write_text(path, buf.getvalue())

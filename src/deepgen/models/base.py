@@ -1,18 +1,30 @@
-"""The one protocol every model speaks.
+"""The one protocol every model speaks, and what a model declares about itself.
 
     model.sample(n, context=None, temperature=1.0) -> Tensor     # every family
     model.log_prob(x, context=None) -> Tensor                    # per example, nats
     model.loss(batch) -> dict with "loss"                        # the training objective
-    model.density   # "exact" | "bound" | "none": what log_prob means
-    model.objective # "likelihood" | "adversarial": which training adapter fits
+    model.density    # what log_prob means (see DENSITIES)
+    model.objective  # "likelihood" | "adversarial": which training adapter fits
+    model.capabilities  # what else it can do (see CAPABILITIES); read these, never hasattr
 
 Data scale.  Models receive data on the dataset's own scale (see
 :mod:`deepgen.data.spec`): for discrete data, ``log_prob`` is the log of a
 discrete probability, so NLLs are comparable across families.
 
+Conditioning.  A model built with ``context_features = c > 0`` is p(x | context)
+with a context of shape (B, c) (a one-hot class label when trained with
+``context: label``); every protocol method takes it.  :meth:`check_context`
+validates it in one place.
+
+Staged models.  A model may build on a frozen, already trained run (a prior on a
+VQ-VAE's codes, a background model, a feature network): :meth:`build_on` loads
+it, freezes it, keeps it out of this model's weights and records its path and
+weights hash in ``config()["builds_on"]``; loading checks the hash
+(:mod:`deepgen.models.pretrained`).
+
 Models are plain ``torch.nn.Module``s, built from a :class:`DataSpec` and
 keyword hyper-parameters; ``config()`` records both, which is enough to rebuild
-the model exactly (see :mod:`deepgen.io`).
+the model exactly.
 """
 
 from __future__ import annotations
@@ -23,21 +35,52 @@ import torch
 from torch import nn
 
 from deepgen.data.spec import DataSpec
+from deepgen.errors import ConfigError
+from deepgen.ops import module_device
+
+# What ``log_prob`` means.
+DENSITIES = {
+    "exact": "log p(x) exactly (flows, autoregressive models; for flows on discrete data the dequantized bound)",
+    "bound": "a stochastic lower bound on log p(x) (ELBO, importance-weighted bound)",
+    "estimate": "an unbiased stochastic estimate of log p(x) (e.g. Hutchinson traces)",
+    "none": "no density: an implicit model, judged by its samples",
+}
+
+# What a model class can do besides sample() and loss().
+CAPABILITIES = {
+    "log_prob": "log_prob(x, context) per example in nats (density exact, bound or estimate)",
+    "elbo": "elbo(x, context): the evidence lower bound per example",
+    "encode": "encode(x), decode(z), reconstruct(x), interpolate(x0, x1)",
+    "complete": "sample(n, conditioned_on=x) fills entries of x marked NaN",
+    "dequantize": "on discrete data log_prob is a dequantized bound on log P(k)",
+    "conditional": "accepts a context (context_features > 0 builds p(x | context))",
+}
 
 
 class GenerativeModel(nn.Module):
-    """Base class.  Subclasses set ``name``, ``density``, ``family`` and implement the protocol."""
+    """Base class.  Subclasses set ``name``, ``family``, ``density``, ``capabilities`` and implement the protocol."""
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     density: ClassVar[str] = "exact"
     objective: ClassVar[str] = "likelihood"
     description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Hyper-parameters used only for some data shapes: {"vector": (...), "image": (...)};
+    # passing one that the data's shape does not use is an error (see ``unused_params``).
+    shape_params: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, spec: DataSpec, **params: Any):
         super().__init__()
         self.spec = spec
         self.params = dict(params)
+        self.context_features = int(params.get("context_features", 0) or 0)
+        if self.context_features < 0:
+            raise ConfigError(f"{self.name}: context_features must be >= 0, got {self.context_features}")
+        if self.context_features and "conditional" not in self.capabilities:
+            raise ConfigError(f"{self.name} takes no context (context_features must be 0)")
+        self._frozen: dict[str, GenerativeModel] = {}
+        self._frozen_records: dict[str, dict] = {}
 
     # --- protocol -------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -52,27 +95,95 @@ class GenerativeModel(nn.Module):
         nll = -self.log_prob(x, context).mean()
         return {"loss": nll, "nll": nll.detach()}
 
+    # --- declarations ---------------------------------------------------------
+    @property
+    def is_conditional(self) -> bool:
+        """True when this instance models p(x | context)."""
+        return self.context_features > 0
+
+    def can(self, capability: str) -> bool:
+        """Whether this instance has ``capability``: a declared one, or ``classify``
+        (a conditional model with a density is a generative classifier via argmax_y p(x | y) p(y))."""
+        if capability == "classify":
+            return self.is_conditional and self.density != "none"
+        if capability == "conditional":
+            return self.is_conditional
+        return capability in self.capabilities
+
+    @classmethod
+    def unused_params(cls, spec: DataSpec) -> frozenset[str]:
+        """Hyper-parameters this model ignores on data of ``spec``'s shape."""
+        if not cls.shape_params:
+            return frozenset()
+        kind = "image" if spec.is_image else "vector"
+        used = set(cls.shape_params.get(kind, ()))
+        return frozenset(n for names in cls.shape_params.values() for n in names if n not in used)
+
+    def check_context(self, context: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """The context on this model's device, after checking it fits: (n, context_features) or None."""
+        c = self.context_features
+        if c == 0:
+            if context is not None:
+                raise ConfigError(f"{self.name}: got a context but the model is unconditional (context_features=0)")
+            return None
+        if context is None:
+            raise ConfigError(f"{self.name}: this model is conditional (context_features={c}); pass a context "
+                              f"of shape ({n}, {c}) (e.g. a one-hot label)")
+        if tuple(context.shape) != (n, c):
+            raise ConfigError(f"{self.name}: context must have shape ({n}, {c}), got {tuple(context.shape)}")
+        return context.to(self.device)
+
+    # --- staged models: building on a frozen trained run ------------------------
+    def build_on(self, role: str, run_dir) -> None:
+        """Load the trained run ``run_dir`` frozen (eval mode, no gradients) as this model's ``role``.
+
+        Reach it with ``self.frozen(role)`` (do not store it in an attribute: that would make it
+        a submodule whose weights are saved and trained).  It is kept out of this model's
+        state_dict (its weights stay in its own run) but follows ``.to(device)`` and ``.double()``;
+        ``config()["builds_on"][role]`` records its absolute path, model name and the SHA-256 of
+        its weights file.
+        """
+        from deepgen.models.pretrained import load_frozen
+
+        model, record = load_frozen(run_dir)
+        self._frozen[role] = model.to(self.device)
+        self._frozen_records[role] = record
+
+    def frozen(self, role: str) -> "GenerativeModel":
+        return self._frozen[role]
+
+    def builds_on(self) -> dict[str, dict]:
+        """{role: {"run", "model", "weights_sha256"}} of every frozen run this model builds on."""
+        return {k: dict(v) for k, v in self._frozen_records.items()}
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for m in self._frozen.values():
+            m._apply(fn, recurse)
+        return self
+
     # --- bookkeeping ----------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return {"model": self.name, "params": dict(self.params), "data": self.spec.to_dict()}
+        cfg = {"model": self.name, "params": dict(self.params), "data": self.spec.to_dict()}
+        if self._frozen_records:
+            cfg["builds_on"] = self.builds_on()
+        return cfg
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     @property
     def device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        return module_device(self)
 
     def save_pretrained(self, directory) -> None:
-        from deepgen.io import save_model
+        from deepgen.models.pretrained import save_model
 
         save_model(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory) -> "GenerativeModel":
-        from deepgen.io import load_model
+        from deepgen.models.pretrained import load_model
 
         return load_model(directory)
 

@@ -24,7 +24,7 @@ class MaskedLinear(nn.Linear):
     ``masks``: a bool/0-1 tensor of shape ``(out, in)`` or a stack ``(K, out, in)``
     of ``K`` alternative connectivity patterns, held in the ``mask`` buffer.
     ``persistent=False`` leaves the buffer out of ``state_dict`` (for owners that
-    rebuild the masks from smaller saved tensors, like :class:`~deepgen.models.autoregressive.MADE`).
+    rebuild the masks from smaller saved tensors, like :class:`~deepgen.nets.made.MaskedMLP`).
     """
 
     def __init__(self, in_features: int, out_features: int, masks: torch.Tensor, bias: bool = True,

@@ -1,6 +1,8 @@
-"""Multi-layer perceptron with optional context input and zero-initialised output."""
+"""Multi-layer perceptrons with optional context input and zero-initialised output."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -32,3 +34,22 @@ class MLP(nn.Module):
         if context is not None:
             x = torch.cat([x, context], -1)
         return self.out(self.body(x))
+
+
+class FlatMLP(nn.Module):
+    """An :class:`MLP` on flattened inputs whose output is reshaped to ``out_shape``.
+
+    ``leaky_slope`` > 0 uses LeakyReLU(leaky_slope) activations (ReLU otherwise).
+    """
+
+    def __init__(self, in_features, out_shape, hidden, depth, context_features, leaky_slope=0.0):
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        self.net = MLP(in_features, math.prod(self.out_shape), hidden, depth, context_features,
+                       activation="leaky_relu" if leaky_slope > 0 else "relu")
+        for m in self.net.modules():
+            if isinstance(m, nn.LeakyReLU):  # MLP builds LeakyReLU() with torch's default slope 0.01
+                m.negative_slope = leaky_slope
+
+    def forward(self, x, context=None):
+        return self.net(x.flatten(1), context).view(len(x), *self.out_shape)

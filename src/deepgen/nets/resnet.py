@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepgen.nets.conv import context_channels
+
 
 class ResidualBlock(nn.Module):
     """h + conv3x3(relu(conv3x3(relu(h))))."""
@@ -36,7 +38,4 @@ class ConvResNet(nn.Module):
             nn.init.zeros_(self.out[1].bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        if context is not None:
-            c = context[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-            x = torch.cat([x, c], 1)
-        return self.out(self.blocks(self.inp(x)))
+        return self.out(self.blocks(self.inp(context_channels(x, context))))

@@ -1,1 +1,1 @@
-"""Training through PyTorch Lightning: config, adapters, run directories."""
+"""Training through PyTorch Lightning: config, adapters (likelihood, N-player adversarial), schedule, state."""

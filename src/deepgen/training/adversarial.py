@@ -1,44 +1,55 @@
-"""Lightning adapter for adversarial objectives (GANs).
+"""Lightning adapter for adversarial games with any number of players.
 
-It knows only this much of the model: ``discriminator_parameters()``,
-``generator_parameters()``, ``discriminator_loss(batch)``,
-``generator_loss(batch)`` (dicts with "loss" and diagnostics) and ``d_steps``.
+The model declares its players (:class:`deepgen.models.players.Player`, in update
+order: which parameters, optimizer kind and settings, updates per training step)
+and two methods; the adapter knows nothing else:
 
-One ``training_step`` is one *generator* step, preceded by ``model.d_steps``
-discriminator steps (manual optimization, two Adam optimizers: index 0 is D,
-index 1 is G, as saved in the training state).
+    shared = model.adversarial_forward(batch)        # a shared forward pass (e.g. fakes G(z), with gradient)
+    out    = model.player_loss(name, batch, shared)  # {"loss": ..., diagnostics} for player ``name``
 
-Real data for the discriminator.  The first D step uses the batch Lightning
-hands to ``training_step``; every further D step draws the next batch from a
-second iterator over the same training DataLoader (restarted when exhausted).
-Each D step thus sees a fresh, full-size batch — splitting one batch in
-``d_steps`` parts would shrink D's batches, to 1/5 of the batch for WGAN's
-usual d_steps = 5.  The second iterator shares the loader's sampler, so under
-DDP it stays within this rank's shard.
+One training step, for each player in order and each of its ``steps`` updates:
+the first update of every player uses the step's batch and its shared pass; every
+further update draws the next batch from a second iterator over the training
+loader and runs a fresh shared pass (a WGAN critic's 5 updates see 5 full batches).
+During a player's update the other players' parameters are frozen (Lightning's
+``toggle_optimizer``), so they receive no gradient.  A loss that reuses a shared
+tensor built from parameters updated earlier in the same step must recompute it
+(autograd refuses stale graphs); losses of later players may reuse everything
+built from parameters not yet updated, which is what a shared pass is for.
+
+How the games of the lecture notes fit:
+
+* GAN (here): players discriminator (``d_steps`` updates), generator; shared = G(z).
+* WGAN: critic with ``optimizer="rmsprop"``, ``steps=5`` and ``after_step`` clipping its
+  weights; generator with RMSprop.  WGAN-GP: critic loss adds
+  lambda (||grad D(x_hat)|| - 1)^2 with x_hat interpolated per example inside ``player_loss``;
+  Adam(0, 0.9) via the players' ``betas``.
+* InfoGAN: three players — discriminator, generator, and the Q head (or Q trained with G by
+  putting both in one player's ``parameters``); shared = (z, codes, G(z, c)).
+* BiGAN / ALI: discriminator on (x, E(x)) and (G(z), z); generator and encoder as two
+  players (or one); shared = (E(x), G(z)).
+* CycleGAN: players generators (G_AB and G_BA together) then discriminators (D_A and D_B);
+  shared = the four translations; D losses use image-pool fakes, detached.
+* AAE: players autoencoder (reconstruction phase), discriminator on codes, encoder as
+  generator (regularisation phase); each phase's loss re-encodes after the reconstruction update.
 
 Step counting.  With manual optimization Lightning's ``trainer.global_step``
-counts *every* ``LightningOptimizer.step()`` call, over all optimizers (Lightning
-2.6, ``_ManualOptimization`` hooks each optimizer's step), so a plain GAN would
-reach ``Trainer(max_steps=N)`` after N/2 generator steps.  The D updates are
-therefore applied through ``trainer.strategy.optimizer_step`` — the same path
-``LightningOptimizer.step`` takes (precision plugin, gradient scaling, the
-``on_before_optimizer_step`` hook) minus the step counter — so ``global_step``,
-``max_steps`` and ``absolute_step`` count generator steps, one per batch, which
-is also what ``val_check_interval`` and ``log_every_n_steps`` count.
+counts every ``LightningOptimizer.step()`` call.  All updates but the last of a
+training step are therefore applied through ``trainer.strategy.optimizer_step``
+(the same path minus the counter: precision plugin, gradient scaling, the
+``on_before_optimizer_step`` hook), so ``global_step``, ``max_steps``,
+``val_check_interval`` and ``absolute_step`` count training steps.
 
-Gradient clipping: ``Trainer(gradient_clip_val=...)`` is refused by Lightning
-under manual optimization; this module clips each network's gradient norm to
-``cfg.grad_clip`` (if > 0) in ``on_before_optimizer_step``, i.e. after AMP
-unscaling, via ``self.clip_gradients``.
+Gradient clipping: Lightning refuses ``Trainer(gradient_clip_val=...)`` under manual
+optimization; each player's gradient norm is clipped to ``cfg.grad_clip`` (if > 0) in
+``on_before_optimizer_step``.  Every player's learning-rate schedule steps once per
+training step.  Optimizer states are saved in player order for ``--resume``.
 
-Validation computes sample metrics only (a GAN has no likelihood): the energy
-distance between samples and the validation split (``val/energy_distance``) and,
-for data with known modes, ``val/modes_covered`` and ``val/high_quality_pct``
-(:mod:`deepgen.evaluation.modes`).  Samples are drawn in eval mode with the RNG
-forked and seeded with ``cfg.seed``; the training RNG is snapshotted after every
-training step and restored at the end of validation (before callbacks' ``on_validation_end``,
-so a checkpoint written there holds the training RNG), so validation never changes
-the training trajectory.
+Validation computes sample metrics only (no likelihood): the energy distance
+between samples and the validation split (``val/energy_distance``) and, for data
+with known modes, ``val/modes_covered`` and ``val/high_quality_pct``.  The
+training RNG (every device) is snapshotted after each training step and restored
+after validation, so validation never changes the training trajectory.
 """
 
 from __future__ import annotations
@@ -50,11 +61,13 @@ from deepgen.errors import CheckpointError
 from deepgen.evaluation.modes import PROTOCOL_SAMPLES, mode_metrics_for
 from deepgen.evaluation.sample_metrics import sample_distance
 from deepgen.models.base import unpack_batch
+from deepgen.models.players import check_players
+from deepgen.training.rng import get_rng_states, set_rng_states
 from deepgen.training.schedule import make_optimizer
 
 
 class AdversarialModule(pl.LightningModule):
-    """Alternating D/G updates with Adam + schedule; logs train/d_loss, train/g_loss, train/d_real, train/d_fake."""
+    """Turn-based updates of the model's players; logs train/<player>_loss and each player's diagnostics."""
 
     def __init__(self, model, cfg, step_offset: int = 0, optimizer_states: list | None = None):
         super().__init__()
@@ -63,23 +76,30 @@ class AdversarialModule(pl.LightningModule):
         self.cfg = cfg
         self.step_offset = step_offset
         self.optimizer_states = optimizer_states
+        self.players = model.players()
+        check_players(self.players)
         self._extra_batches = None
-        self._rng_state = None
+        self._rng_states = None
         self._val_x: list = []
         self._val_context: list = []
 
     @property
     def absolute_step(self) -> int:
-        """Generator steps taken in this run, counting those before a resume."""
+        """Training steps taken in this run, counting those before a resume."""
         return self.step_offset + self.global_step
 
     def configure_optimizers(self):
-        states = list(self.optimizer_states or [None, None])
-        if len(states) != 2:
-            raise CheckpointError(f"training state holds {len(states)} optimizer(s); a GAN run needs 2 (D, G)")
-        groups = (self.model.discriminator_parameters(), self.model.generator_parameters())
-        pairs = [make_optimizer(params, self.cfg, self.step_offset, state) for params, state in zip(groups, states)]
-        return [opt for opt, _ in pairs], [sched for _, sched in pairs]
+        states = list(self.optimizer_states or [None] * len(self.players))
+        if len(states) != len(self.players):
+            raise CheckpointError(f"training state holds {len(states)} optimizer(s); this model has "
+                                  f"{len(self.players)} players ({', '.join(p.name for p in self.players)})")
+        opts, scheds = [], []
+        for player, state in zip(self.players, states):
+            opt, sched = make_optimizer(player.parameters(), self.cfg, self.step_offset, state, lr=player.lr,
+                                        kind=player.optimizer, betas=player.betas, weight_decay=player.weight_decay)
+            opts.append(opt)
+            scheds.append(sched)
+        return opts, scheds
 
     # --- training -----------------------------------------------------------------
     def _next_real_batch(self):
@@ -95,39 +115,44 @@ class AdversarialModule(pl.LightningModule):
         return self.trainer.strategy.batch_to_device(batch)
 
     def training_step(self, batch, batch_idx):
-        opt_d, opt_g = self.optimizers()
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
         n = len(unpack_batch(batch)[0])
-
-        # k discriminator steps; G's parameters frozen (toggle), fakes drawn without gradient.
-        self.toggle_optimizer(opt_d)
-        for k in range(self.model.d_steps):
-            d_out = self.model.discriminator_loss(batch if k == 0 else self._next_real_batch())
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_out["loss"])
-            # Not opt_d.step(): that would count in trainer.global_step (see the module docstring).
-            self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
-        self.untoggle_optimizer(opt_d)
-
-        # One generator step; D's parameters frozen so they get no gradient.
-        self.toggle_optimizer(opt_g)
-        g_out = self.model.generator_loss(batch)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_out["loss"])
-        opt_g.step()
-        self.untoggle_optimizer(opt_g)
-
-        # Both schedules follow the generator step, the unit of cfg.steps.
-        for sched in self.lr_schedulers():
+        total = sum(p.steps for p in self.players)
+        done = 0
+        shared = self.model.adversarial_forward(batch)
+        for player, opt in zip(self.players, opts):
+            self.toggle_optimizer(opt)
+            for k in range(player.steps):
+                b, sh = (batch, shared) if k == 0 else self._fresh_round()
+                out = self.model.player_loss(player.name, b, sh)
+                opt.zero_grad(set_to_none=True)
+                # later players may backpropagate through the same shared pass
+                self.manual_backward(out["loss"], retain_graph=True)
+                done += 1
+                if done == total:
+                    opt.step()  # the one counted update of this training step
+                else:
+                    self.trainer.strategy.optimizer_step(opt.optimizer, closure=_no_closure)
+                if player.after_step is not None:
+                    player.after_step()
+            self.untoggle_optimizer(opt)
+            self.log(f"train/{player.name}_loss", out["loss"].detach(), prog_bar=True, batch_size=n)
+            for key, value in out.items():
+                if key != "loss":
+                    self.log(f"train/{player.name}_{key}", value, batch_size=n)
+        for sched in self._schedulers():
             sched.step()
 
-        self.log("train/d_loss", d_out["loss"].detach(), prog_bar=True, batch_size=n)
-        self.log("train/g_loss", g_out["loss"].detach(), prog_bar=True, batch_size=n)
-        for key, value in d_out.items():
-            if key != "loss":
-                self.log(f"train/{key}", value, batch_size=n)
-        for key, value in g_out.items():
-            if key != "loss":
-                self.log(f"train/g_{key}", value, batch_size=n)
+    def _fresh_round(self):
+        b = self._next_real_batch()
+        return b, self.model.adversarial_forward(b)
+
+    def _schedulers(self):
+        scheds = self.lr_schedulers()
+        if scheds is None:
+            return []
+        return scheds if isinstance(scheds, list) else [scheds]
 
     def on_before_optimizer_step(self, optimizer):
         if self.cfg.grad_clip and self.cfg.grad_clip > 0:
@@ -135,14 +160,13 @@ class AdversarialModule(pl.LightningModule):
 
     # --- validation ---------------------------------------------------------------
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        # Snapshot the training RNG after every step: Lightning creates the validation
-        # loader's iterator, which draws its base seed from the global RNG, *before* any
-        # validation hook runs, so a snapshot taken in a validation hook would be too late.
-        self._rng_state = torch.get_rng_state()
+        # Snapshot after every step: Lightning may draw from the global RNG (creating the
+        # validation loader's iterator) before any validation hook runs.
+        self._rng_states = get_rng_states()
 
     def on_validation_start(self):
-        if self._rng_state is None:  # a sanity check before the first training step
-            self._rng_state = torch.get_rng_state()
+        if self._rng_states is None:  # a sanity check before the first training step
+            self._rng_states = get_rng_states()
 
     def on_validation_epoch_start(self):
         torch.manual_seed(self.cfg.seed)
@@ -166,9 +190,9 @@ class AdversarialModule(pl.LightningModule):
                     self.log("val/modes_covered", float(modes["modes_covered"]), prog_bar=True, sync_dist=True)
                     self.log("val/high_quality_pct", modes["high_quality_pct"], sync_dist=True)
         self._val_x, self._val_context = [], []
-        if self._rng_state is not None:
-            torch.set_rng_state(self._rng_state)
-            self._rng_state = None
+        if self._rng_states is not None:
+            set_rng_states(self._rng_states)
+            self._rng_states = None
 
 
 def _no_closure():

@@ -5,7 +5,8 @@ A preset file holds these fields (all optional but ``model`` and ``data``)::
     model: realnvp
     data: digits
     steps: 3000
-    model_params: {hidden: 64, scales: 2}
+    context: label          # optional: class-conditional p(x | y) on the data's labels
+    model_params: {channels: 64, scales: 2}
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from deepgen.errors import ConfigError, unknown_name
+from deepgen.models.registry import get_model_class
 
 
 @dataclass
 class TrainConfig:
     model: str = ""
     data: str = ""
+    context: str = ""  # "" (unconditional) or "label": condition on the dataset's class labels
+    labels: str = ""  # where a user file's labels are (see README, "Your own data"); "" = automatic
     steps: int = 2000
     batch_size: int = 128
     lr: float = 1e-3
@@ -47,8 +51,6 @@ class TrainConfig:
         names = {f.name: f for f in dataclasses.fields(cls)}
         if data.get("model"):
             # A model may declare better training defaults (e.g. a GAN's lr); explicit fields win.
-            from deepgen.models.registry import get_model_class
-
             data = {**getattr(get_model_class(str(data["model"])), "train_defaults", {}), **data}
         kwargs = {}
         for key, value in data.items():
@@ -72,6 +74,8 @@ class TrainConfig:
                 raise ConfigError(f"{source}: field '{key}' must be >= 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"{source}: field 'lr' must be > 0, got {self.lr}")
+        if self.context not in ("", "label"):
+            raise ConfigError(f"{source}: field 'context' must be 'label' or empty, got {self.context!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"{source}: field 'lr_schedule' must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if not (isinstance(self.betas, (list, tuple)) and len(self.betas) == 2

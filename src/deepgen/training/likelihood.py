@@ -3,8 +3,8 @@
 It knows nothing of model internals: it minimises ``model.loss(batch)["loss"]``
 (minus the log-likelihood or minus a bound on it, nats per example) and
 validates with ``model.log_prob``.  Validation draws its randomness from a fixed
-seed and restores the training RNG afterwards, so validation never changes the
-training trajectory.
+seed and restores the training RNG of every device afterwards
+(:mod:`deepgen.training.rng`), so validation never changes the training trajectory.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 
 from deepgen.models.base import unpack_batch
+from deepgen.training.rng import get_rng_states, set_rng_states
 from deepgen.training.schedule import make_optimizer
 
 
@@ -25,7 +26,7 @@ class LikelihoodModule(pl.LightningModule):
         self.cfg = cfg
         self.step_offset = step_offset
         self.optimizer_states = optimizer_states
-        self._rng_state = None
+        self._rng_states = None
 
     @property
     def absolute_step(self) -> int:
@@ -45,7 +46,7 @@ class LikelihoodModule(pl.LightningModule):
         return out["loss"]
 
     def on_validation_epoch_start(self):
-        self._rng_state = torch.get_rng_state()
+        self._rng_states = get_rng_states()
         torch.manual_seed(self.cfg.seed)
 
     def validation_step(self, batch, batch_idx):
@@ -55,6 +56,6 @@ class LikelihoodModule(pl.LightningModule):
         self.log("val/bits_per_dim", self.model.spec.bits_per_dim(nll), batch_size=len(x), sync_dist=True)
 
     def on_validation_epoch_end(self):
-        if self._rng_state is not None:
-            torch.set_rng_state(self._rng_state)
-            self._rng_state = None
+        if self._rng_states is not None:
+            set_rng_states(self._rng_states)
+            self._rng_states = None

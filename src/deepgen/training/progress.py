@@ -25,9 +25,9 @@ class StepProgressBar(pl.Callback):
         if self.bar is None:
             return
         self.bar.n = module.absolute_step
-        loss = trainer.callback_metrics.get("train/loss", trainer.callback_metrics.get("train/g_loss"))
-        if loss is not None:
-            self.postfix["loss"] = f"{float(loss):.4g}"
+        for key, value in trainer.callback_metrics.items():  # train/loss, or every player's train/<name>_loss
+            if key == "train/loss" or (key.startswith("train/") and key.endswith("_loss")):
+                self.postfix[key[len("train/"):]] = f"{float(value):.4g}"
         self.bar.set_postfix(self.postfix, refresh=False)
         self.bar.refresh()
 

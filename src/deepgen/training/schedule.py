@@ -21,13 +21,24 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 1.0
 
 
-def make_optimizer(params, cfg, step_offset: int = 0, state: dict | None = None, lr: float | None = None):
-    """Adam(lr, betas, weight_decay) and its warm-up/decay LambdaLR, resumed at ``step_offset``.
+def make_optimizer(params, cfg, step_offset: int = 0, state: dict | None = None, lr: float | None = None,
+                   kind: str = "adam", betas=None, weight_decay: float | None = None):
+    """An optimizer (Adam by default; RMSprop or SGD) and its warm-up/decay LambdaLR, resumed at ``step_offset``.
 
-    ``state`` is a saved optimizer state_dict (on resume).  The schedule is a
-    function of the absolute step, so a resumed run continues the same curve.
+    ``lr``, ``betas``, ``weight_decay`` default to the config's values.  ``state`` is a
+    saved optimizer state_dict (on resume).  The schedule is a function of the absolute
+    step, so a resumed run continues the same curve.
     """
-    opt = torch.optim.Adam(params, lr=lr or cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    lr = lr or cfg.lr
+    wd = cfg.weight_decay if weight_decay is None else weight_decay
+    if kind == "adam":
+        opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas or cfg.betas), weight_decay=wd)
+    elif kind == "rmsprop":
+        opt = torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    elif kind == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    else:
+        raise ValueError(f"unknown optimizer {kind!r}")
     if state is not None:
         opt.load_state_dict(state)
     sched = torch.optim.lr_scheduler.LambdaLR(

@@ -13,18 +13,15 @@ import io
 import time
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from deepgen.data import load_data  # noqa: E402
-from deepgen.evaluation.plots import _save, image_grid, plot_bounds  # noqa: E402
-from deepgen.evaluation.scoring import score_model  # noqa: E402
-from deepgen.io import load_model, write_text  # noqa: E402
-from deepgen.training.config import TrainConfig  # noqa: E402
-from deepgen.training.run import train  # noqa: E402
+from deepgen.data import load_data
+from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subplots
+from deepgen.evaluation.scoring import score_model
+from deepgen.io import write_text
+from deepgen.models.pretrained import load_model
+from deepgen.training.config import TrainConfig
+from deepgen.workflows.train import train
 
 COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "train_steps_per_s",
            "sample_per_s", "steps"]
@@ -44,6 +41,8 @@ def sampling_rate(model, n: int, seed: int = 0) -> tuple[float, torch.Tensor]:
 def describe_figure(scores: dict) -> str:
     if scores["density"] == "none":
         return "none (implicit model)"
+    if scores["density"] == "estimate":
+        return "estimate (unbiased, stochastic)"
     if scores.get("iw_samples"):
         return f"estimate (IWAE, k={scores['iw_samples']})"
     if scores["density"] == "bound":
@@ -107,7 +106,7 @@ def write_tables(rows: list[dict], out: Path, spec) -> None:
 
 def plot_side_by_side(pictures, splits, path) -> None:
     n = len(pictures)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.3), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, n, figsize=(4 * n, 4.3), squeeze=False, layout="constrained")
     spec = splits.spec
     for ax, (name, samples) in zip(axes[0], pictures):
         if spec.is_image:
@@ -123,7 +122,7 @@ def plot_side_by_side(pictures, splits, path) -> None:
             ax.set_aspect("equal", adjustable="box")
         ax.set_title(name)
     fig.suptitle(f"samples on {spec.name}")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 __all__ = ["compare"]

@@ -20,15 +20,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from deepgen.data import load_data
+from deepgen.data.context import LabelContext
 from deepgen.errors import CheckpointError, ConfigError
-from deepgen.io import CONFIG_FILE, WEIGHTS_FILE, load_tensors, read_yaml, save_model, write_json, write_yaml
+from deepgen.io import read_yaml, write_yaml
+from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
 from deepgen.models.registry import build_model
+from deepgen.training.adapters import adapter_for
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import METRICS_FILE, MetricsTable
 from deepgen.training.progress import StepProgressBar
 from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
-
-SCORES_FILE = "scores.json"
+from deepgen.workflows.report import SCORES_FILE, write_run_report, write_samples_plot
 
 
 def is_rank_zero() -> bool:
@@ -36,28 +38,13 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def adapter_for(model, cfg: TrainConfig, step_offset: int = 0, optimizer_states=None):
-    """The Lightning adapter for the model's declared ``objective`` (never its name).
-
-    Every adapter is built as ``Adapter(model, cfg, step_offset, optimizer_states)`` and
-    exposes ``absolute_step``.
-    """
-    from deepgen.training.adversarial import AdversarialModule
-    from deepgen.training.likelihood import LikelihoodModule
-
-    adapters = {"likelihood": LikelihoodModule, "adversarial": AdversarialModule}
-    try:
-        cls = adapters[model.objective]
-    except KeyError:
-        raise ConfigError(f"model '{model.name}' declares unknown objective '{model.objective}'") from None
-    return cls(model, cfg, step_offset, optimizer_states)
-
-
 class RunWriter(pl.Callback):
     """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
 
-    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits):
+    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits, run_extra: dict):
         self.out, self.table, self.cfg, self.log_every, self.splits = out, table, cfg, cfg.log_every, splits
+        self.run_extra = run_extra
+        self.label_context = (LabelContext.from_dict(run_extra["context"]) if "context" in run_extra else None)
         self.t0 = time.perf_counter()
 
     def _row(self, trainer, prefix):
@@ -77,16 +64,14 @@ class RunWriter(pl.Callback):
         self.table.update(module.absolute_step, self._row(trainer, "val/"))
         self.checkpoint(trainer, module)
         # samples as training goes: samples.png is refreshed at every validation
-        from deepgen.evaluation.report import write_samples_plot
-
         was = module.model.training
         module.model.eval()
         write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
-                           title_suffix=f", step {module.absolute_step}")
+                           title_suffix=f", step {module.absolute_step}", label_context=self.label_context)
         module.model.train(was)
 
     def checkpoint(self, trainer, module):
-        save_model(module.model, self.out, extra={"train": self.cfg.to_dict()})
+        save_model(module.model, self.out, extra=self.run_extra)
         save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
         self.table.write(self.out / METRICS_FILE)
 
@@ -106,6 +91,37 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         for name in (WEIGHTS_FILE, STATE_FILE, METRICS_FILE, SCORES_FILE, CONFIG_FILE):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def label_setup(cfg: TrainConfig, splits) -> tuple[LabelContext | None, dict]:
+    """The label context of a ``context: label`` run and the model parameters it implies."""
+    params = dict(cfg.model_params)
+    if cfg.context != "label":
+        return None, params
+    label_context = LabelContext.from_splits(splits)
+    k = label_context.num_classes
+    if params.get("context_features", k) != k:
+        raise ConfigError(f"context: label gives {k} context features (one-hot over {k} classes); "
+                          f"remove model parameter context_features={params['context_features']}")
+    params["context_features"] = k
+    return label_context, params
+
+
+def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None):
+    """Training loader (shuffled) and validation loader; batches are x or (x, one-hot label)."""
+    def dataset(split):
+        x = splits.split(split)
+        if label_context is None:
+            return TensorDataset(x)
+        return TensorDataset(x, label_context.one_hot(splits.split_labels(split)))
+
+    n_train = len(splits.train)
+    batch = min(cfg.batch_size, n_train)
+    loader = DataLoader(dataset("train"), batch_size=batch, shuffle=True, drop_last=n_train > batch)
+    # its own generator: creating a loader iterator otherwise draws from (and shifts) the training RNG
+    val_loader = DataLoader(dataset("val"), batch_size=cfg.eval_batch_size,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+    return loader, val_loader
 
 
 def resume_config(out: Path, overrides: dict) -> TrainConfig:
@@ -132,22 +148,23 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     The final test figure is computed by :func:`deepgen.evaluation.scoring.score_model`,
     the same function ``deepgen score`` uses, so the two agree exactly.
     """
-    from deepgen.evaluation.report import write_run_report
-
     quiet_lightning()
     out = Path(out)
     cfg.check()
     prepare_run_dir(out, resume, overwrite)
-    splits = load_data(cfg.data)
+    splits = load_data(cfg.data, labels=cfg.labels or None)
+    label_context, params = label_setup(cfg, splits)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg.model, splits.spec, cfg.model_params)
-    cfg.model_params = dict(model.params)
+    model = build_model(cfg.model, splits.spec, params, strict=not resume)
+    cfg.model_params = {k: v for k, v in model.params.items()}
+    run_extra = {"train": cfg.to_dict()}
+    if label_context is not None:
+        run_extra["context"] = label_context.to_dict()
 
     table, step_offset, optimizer_states = MetricsTable(), 0, None
     if resume:
-        state = load_tensors(out / WEIGHTS_FILE)
-        model.load_state_dict(state, strict=True)
+        load_weights(model, out / WEIGHTS_FILE)
         optimizer_states, step_offset, rng = load_training_state(out / STATE_FILE)
         if rng is not None:
             torch.set_rng_state(rng)
@@ -155,16 +172,11 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         if step_offset >= cfg.steps:
             raise ConfigError(f"{out}: run already has {step_offset} steps; pass --steps larger than that")
     if is_rank_zero():  # written first, so an interrupted run still says what it was
-        write_yaml(out / CONFIG_FILE, {"model_config": model.config(), "train": cfg.to_dict()})
+        write_yaml(out / CONFIG_FILE, {"model_config": model.config(), **run_extra})
 
     module = adapter_for(model, cfg, step_offset, optimizer_states)
-    n_train = len(splits.train)
-    batch = min(cfg.batch_size, n_train)
-    loader = DataLoader(TensorDataset(splits.train), batch_size=batch, shuffle=True, drop_last=n_train > batch)
-    # its own generator: creating a loader iterator otherwise draws from (and shifts) the training RNG
-    val_loader = DataLoader(TensorDataset(splits.val), batch_size=cfg.eval_batch_size,
-                            generator=torch.Generator().manual_seed(cfg.seed))
-    writer = RunWriter(out, table, cfg, splits)
+    loader, val_loader = make_loaders(cfg, splits, label_context)
+    writer = RunWriter(out, table, cfg, splits, run_extra)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
@@ -186,4 +198,4 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     model = module.model.cpu().eval()
     writer.checkpoint(trainer, module)
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
-                            world_size=trainer.world_size, verbose=verbose)
+                            world_size=trainer.world_size, verbose=verbose, label_context=label_context)

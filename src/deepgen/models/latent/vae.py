@@ -1,7 +1,7 @@
 """Variational autoencoder (Kingma & Welling 2014) with an importance-weighted log p(x).
 
 Model.  z ~ N(0, I_d),  x | z ~ p_theta(x | z)   (a normalized likelihood on the
-data's own scale, see :mod:`deepgen.models.vae_decoders`).  Inference network
+data's own scale, see :mod:`deepgen.distributions.outputs`).  Inference network
 q_phi(z | x) = N(mu_phi(x), diag sigma_phi(x)^2).
 
 Training maximises the evidence lower bound with one reparameterized sample
@@ -25,90 +25,18 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from deepgen.data.spec import DataSpec
+from deepgen.distributions import gaussian_kl, gaussian_log_prob, make_output, resolve_output, standard_normal_log_prob
 from deepgen.errors import ConfigError
 from deepgen.models.base import GenerativeModel, unpack_batch
-from deepgen.models.registry import register
-from deepgen.models.vae_decoders import make_likelihood, resolve_decoder
-from deepgen.nets import MLP
+from deepgen.nets import MLP, ConvDecoder, ConvEncoder
 
-LOG_2PI = math.log(2 * math.pi)
+DECODERS = ("bernoulli", "categorical", "logistic", "gaussian")
 # Rows (examples x importance samples) decoded at once in log_prob: bounds memory for any k.
 _IW_ROWS = 1 << 15
 
 
-def gaussian_kl(mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, diag sigma^2) || N(0, I)) = sum_j 1/2 (mu_j^2 + sigma_j^2 - 1) - log sigma_j, per row."""
-    return (0.5 * (mu**2 + torch.exp(2 * log_std) - 1) - log_std).sum(-1)
-
-
-def gaussian_log_prob(z: torch.Tensor, mu, log_std) -> torch.Tensor:
-    """log N(z; mu, diag sigma^2) summed over the last dimension (keeps -1/2 log 2 pi)."""
-    eps = (z - mu) * torch.exp(-log_std)
-    return (-0.5 * eps**2 - log_std - 0.5 * LOG_2PI).sum(-1)
-
-
-def _downsamplings(spec: DataSpec, depth: int) -> tuple[int, int]:
-    c, h, w = spec.shape
-    if h % 2**depth or w % 2**depth:
-        raise ConfigError(f"vae arch 'conv' with depth={depth} halves the image {depth} times; "
-                          f"{h}x{w} is not divisible by {2**depth} (lower depth or use arch: mlp)")
-    return h // 2**depth, w // 2**depth
-
-
-class ConvEncoder(nn.Module):
-    """(B, C, H, W) [+ context as channels] -> (B, out).
-
-    conv3x3 to ``channels / 2^depth`` channels, then ``depth`` stride-2 conv4x4 that halve the
-    resolution and double the channels (ending at ``channels``), then a linear map of the flat map.
-    """
-
-    def __init__(self, spec: DataSpec, out_features: int, channels: int, depth: int, context_features: int):
-        super().__init__()
-        c = spec.shape[0]
-        h, w = _downsamplings(spec, depth)
-        ch = [max(1, channels // 2 ** (depth - i)) for i in range(depth + 1)]
-        layers: list[nn.Module] = [nn.Conv2d(c + context_features, ch[0], 3, padding=1)]
-        for i in range(depth):
-            layers += [nn.ReLU(), nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1)]
-        layers += [nn.ReLU(), nn.Flatten(), nn.Linear(ch[-1] * h * w, out_features)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x, context=None):
-        if context is not None:
-            x = torch.cat([x, context[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
-        return self.net(x)
-
-
-class ConvDecoder(nn.Module):
-    """(B, latent) [+ context] -> (B, C * P, H, W): the mirror of :class:`ConvEncoder`.
-
-    A linear map to a (channels, H / 2^depth, W / 2^depth) map, ``depth`` stride-2 transposed
-    conv4x4 that double the resolution and halve the channels, then conv3x3 to C * P channels.
-    """
-
-    def __init__(self, spec: DataSpec, latent: int, out_channels: int, channels: int, depth: int,
-                 context_features: int):
-        super().__init__()
-        h, w = _downsamplings(spec, depth)
-        ch = [max(1, channels // 2**i) for i in range(depth + 1)]
-        self.start = (ch[0], h, w)
-        self.inp = nn.Linear(latent + context_features, ch[0] * h * w)
-        layers: list[nn.Module] = []
-        for i in range(depth):
-            layers += [nn.ReLU(), nn.ConvTranspose2d(ch[i], ch[i + 1], 4, stride=2, padding=1)]
-        layers += [nn.ReLU(), nn.Conv2d(ch[-1], out_channels, 3, padding=1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z, context=None):
-        if context is not None:
-            z = torch.cat([z, context], -1)
-        return self.net(self.inp(z).reshape(len(z), *self.start))
-
-
-@register
 class VAE(GenerativeModel):
     """VAE with a diagonal-Gaussian encoder and a normalized decoder likelihood.
 
@@ -126,6 +54,7 @@ class VAE(GenerativeModel):
     name = "vae"
     family = "latent"
     density = "bound"
+    capabilities = frozenset({"log_prob", "elbo", "encode", "conditional"})
     description = "variational autoencoder: ELBO training, importance-weighted log p(x) (k samples)"
     train_defaults = {"steps": 3000}  # digits: val IWAE bottoms out near 3000 steps, then overfits
 
@@ -137,9 +66,8 @@ class VAE(GenerativeModel):
         if latent < 1 or hidden < 1 or channels < 1 or depth < 0:
             raise ConfigError(f"vae needs latent >= 1, hidden >= 1, channels >= 1, depth >= 0; "
                               f"got {latent}, {hidden}, {channels}, {depth}")
-        if beta < 0 or iw_samples < 1 or context_features < 0:
-            raise ConfigError(f"vae needs beta >= 0, iw_samples >= 1, context_features >= 0; "
-                              f"got {beta}, {iw_samples}, {context_features}")
+        if beta < 0 or iw_samples < 1:
+            raise ConfigError(f"vae needs beta >= 0, iw_samples >= 1; got {beta}, {iw_samples}")
         if arch not in ("auto", "mlp", "conv"):
             raise ConfigError(f"vae arch must be auto, mlp or conv; got {arch!r}")
         if arch == "auto":
@@ -147,15 +75,17 @@ class VAE(GenerativeModel):
         if arch == "conv" and not spec.is_image:
             raise ConfigError(f"vae arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {spec.shape}")
         self.arch = arch
-        self.decoder_kind = resolve_decoder(decoder, spec)
-        self.likelihood = make_likelihood(self.decoder_kind, spec)
+        # "auto": bernoulli (2 levels), logistic (L > 2 levels: its unimodal, ordinal shape generalises
+        # better than L free logits, 81.5 vs 83.3 nats on digits with the same conv net), gaussian.
+        self.decoder_kind = resolve_output(decoder, spec, allowed=DECODERS, field="decoder")
+        self.likelihood = make_output(self.decoder_kind, spec)
         self.latent = latent
         self.beta = beta
         self.iw_samples = iw_samples
         p = self.likelihood.params_per_dim
         if arch == "conv":
-            self.encoder = ConvEncoder(spec, 2 * latent, channels, depth, context_features)
-            self.decoder = ConvDecoder(spec, latent, spec.shape[0] * p, channels, depth, context_features)
+            self.encoder = ConvEncoder(spec.shape, 2 * latent, channels, depth, context_features)
+            self.decoder = ConvDecoder(spec.shape, latent, spec.shape[0] * p, channels, depth, context_features)
         else:
             self.encoder = MLP(spec.dim, 2 * latent, hidden, depth, context_features)
             self.decoder = MLP(latent, spec.dim * p, hidden, depth, context_features)
@@ -170,7 +100,7 @@ class VAE(GenerativeModel):
 
     def encode(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z | x) = N(mu, diag sigma^2): returns (mu, log sigma), each (B, latent)."""
-        h = self.encoder(self._encoder_input(x), context)
+        h = self.encoder(self._encoder_input(x), self.check_context(context, len(x)))
         mu, log_std = h.chunk(2, -1)
         return mu, log_std
 
@@ -230,7 +160,7 @@ class VAE(GenerativeModel):
             kc = min(chunk, k - start)
             z = mu + torch.exp(log_std) * torch.randn(kc, *mu.shape, dtype=mu.dtype, device=mu.device)
             log_q = gaussian_log_prob(z, mu, log_std)  # (kc, B)
-            log_pz = (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
+            log_pz = standard_normal_log_prob(z)
             xs = x.unsqueeze(0).expand(kc, *x.shape).reshape(kc * b, *x.shape[1:])
             cs = None if context is None else context.unsqueeze(0).expand(kc, *context.shape).reshape(kc * b, -1)
             log_px = self.log_likelihood(xs, z.reshape(kc * b, -1), cs).reshape(kc, b)
@@ -242,8 +172,7 @@ class VAE(GenerativeModel):
     def sample(self, n: int, context: torch.Tensor | None = None, temperature: float = 1.0,
                mean: bool = False) -> torch.Tensor:
         """z ~ N(0, T^2 I), then x ~ p(x | z) (or E[x | z] with ``mean=True``), on the data's scale."""
-        if context is not None and len(context) != n:
-            raise ConfigError(f"vae sample: context has {len(context)} rows, expected n={n}")
+        context = self.check_context(context, n)
         m = self._device_marker
         z = temperature * torch.randn(n, self.latent, device=m.device, dtype=m.dtype)
         return self.decode(z, context, mean=mean)

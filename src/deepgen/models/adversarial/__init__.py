@@ -1,0 +1,1 @@
+"""Adversarial (implicit) models: GANs."""

@@ -1,0 +1,1 @@
+"""Autoregressive models: exact likelihoods from the chain rule."""

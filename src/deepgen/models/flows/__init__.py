@@ -1,0 +1,1 @@
+"""Normalizing flows: a base density plus a bijection."""

@@ -1,0 +1,87 @@
+"""The flow base class: a base density plus a bijection (change of variables).
+
+    log p(x) = log p_Z(f(x)) + log|det df/dx|,     x = f^{-1}(z), z ~ p_Z
+
+On discrete data the flow models y = (k + u) / L and reports the dequantized
+bound log p_Y(y) - D log L (see :mod:`deepgen.data.dequantize`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepgen.bijections import Bijection
+from deepgen.data.dequantize import dequantize, quantize
+from deepgen.distributions import StandardNormal
+from deepgen.errors import ConfigError
+from deepgen.models.base import GenerativeModel
+
+
+class Flow(GenerativeModel):
+    """A flow: ``transform`` maps data-space y to latent z, ``base`` is N(0, I) over z."""
+
+    family = "flow"
+    density = "exact"
+    capabilities = frozenset({"log_prob", "dequantize", "conditional"})
+
+    def _set_transform(self, transform: Bijection) -> None:
+        self.transform = transform
+        ctx = torch.zeros(1, self.context_features) if self.context_features else None
+        with torch.no_grad():
+            z, _ = transform(torch.full((1, *self.spec.shape), 0.5), ctx)
+        self.base = StandardNormal(tuple(z.shape[1:]))
+
+    def log_prob(self, x, context=None):
+        context = self.check_context(context, len(x))
+        correction = 0.0
+        if self.spec.levels is not None:
+            x, correction = dequantize(x, self.spec.levels)
+        z, logabsdet = self.transform(x, context)
+        return self.base.log_prob(z) + logabsdet + correction
+
+    def sample(self, n, context=None, temperature=1.0):
+        context = self.check_context(context, n)
+        z = self.base.sample(n, temperature)
+        y, _ = self.transform.inverse(z, context)
+        if self.spec.levels is not None:
+            y = quantize(y, self.spec.levels)
+        return y
+
+    def distribution(self, context=None) -> "FlowDistribution":
+        """A ``torch.distributions.Distribution`` view (continuous data only)."""
+        return FlowDistribution(self, context)
+
+
+class FlowDistribution(torch.distributions.Distribution):
+    """Bridge to ``torch.distributions``: ``log_prob``, ``sample`` and ``rsample`` of a flow."""
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, flow: Flow, context=None):
+        if flow.spec.levels is not None:
+            raise ConfigError("FlowDistribution needs continuous data; this flow models discrete levels")
+        if flow.is_conditional and (context is None or len(context) != 1):
+            raise ConfigError("FlowDistribution of a conditional flow needs one context row, shape (1, c)")
+        self.flow, self.context = flow, context
+        super().__init__(event_shape=torch.Size(flow.spec.shape), validate_args=False)
+
+    def _context(self, n):
+        return None if self.context is None else self.context.expand(n, -1)
+
+    def log_prob(self, value):
+        flat = value.reshape(-1, *self.event_shape)
+        lp = self.flow.log_prob(flat, self._context(len(flat)))
+        return lp.reshape(value.shape[: value.dim() - len(self.event_shape)])
+
+    def rsample(self, sample_shape=torch.Size()):
+        n = int(torch.Size(sample_shape).numel())
+        z = self.flow.base.sample(n)
+        x, _ = self.flow.transform.inverse(z, self._context(n))
+        return x.reshape(*sample_shape, *self.event_shape)
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+

@@ -1,0 +1,104 @@
+"""Saving and loading models: ``save_pretrained`` / ``from_pretrained`` — safely.
+
+A saved model is a directory with ``config.yaml`` (model name, hyper-parameters,
+data spec: enough to rebuild it exactly; and, for a staged model, the runs it
+builds on with their weights' SHA-256) and ``model.safetensors`` (weights only).
+Nothing here uses pickle, so loading a stranger's directory never runs code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepgen.data.spec import DataSpec
+from deepgen.errors import CheckpointError
+from deepgen.io import file_sha256, load_tensors, read_yaml, save_tensors, write_yaml
+from deepgen.models.registry import build_model
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_model(model, directory, extra: dict | None = None) -> Path:
+    """Write ``config.yaml`` (``model.config()`` plus any ``extra`` blocks) and ``model.safetensors``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata={"model": model.name})
+    write_yaml(directory / CONFIG_FILE, {"model_config": model.config(), **(extra or {})})
+    return directory
+
+
+def model_config(directory) -> dict[str, Any]:
+    """The ``model_config`` block of a run directory's ``config.yaml``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: run directory not found")
+    cfg = read_yaml(directory / CONFIG_FILE)
+    block = cfg.get("model_config")
+    if not isinstance(block, dict) or "model" not in block or "data" not in block:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: missing 'model_config' with 'model', 'params' and 'data'")
+    return block
+
+
+def load_weights(model, path: Path) -> None:
+    """Load a safetensors file into ``model``: names and shapes must match exactly."""
+    state = load_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{path}: weights do not match config.yaml "
+            f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {extra[:3]})"
+        )
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{path}: tensor '{k}' has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(directory, map_location: str | torch.device = "cpu"):
+    """Rebuild a model from ``config.yaml`` and load ``model.safetensors`` (strict keys and shapes).
+
+    For a staged model, every run it builds on must still hold the weights it was trained
+    with (same SHA-256 as recorded); otherwise CheckpointError.
+    """
+    directory = Path(directory)
+    if directory.is_file():
+        directory = directory.parent
+    block = model_config(directory)
+    spec = DataSpec.from_dict(block["data"])
+    model = build_model(block["model"], spec, block.get("params") or {}, strict=False)
+    check_builds_on(model, block.get("builds_on") or {}, directory / CONFIG_FILE)
+    load_weights(model, directory / WEIGHTS_FILE)
+    return model.to(map_location).eval()
+
+
+def check_builds_on(model, recorded: dict, source: Path) -> None:
+    """The frozen runs ``model`` loaded must be the ones recorded in ``source`` (same weights hash)."""
+    now = model.builds_on()
+    for role, rec in recorded.items():
+        cur = now.get(role)
+        if cur is None:
+            raise CheckpointError(f"{source}: records that the model builds on run '{rec.get('run')}' as "
+                                  f"'{role}', but the rebuilt model does not")
+        if cur["weights_sha256"] != rec.get("weights_sha256"):
+            raise CheckpointError(
+                f"{source}: the run it builds on ({cur['run']}, as '{role}') has changed since training: weights "
+                f"sha256 {cur['weights_sha256'][:12]}..., recorded {str(rec.get('weights_sha256'))[:12]}...; "
+                "restore that run or retrain this one")
+
+
+def load_frozen(run_dir) -> tuple[Any, dict]:
+    """A trained run loaded for another model to build on: eval mode, no gradients, plus its record."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{run_dir}: a run to build on must hold {WEIGHTS_FILE} (train it first)")
+    model = load_model(run_dir)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    record = {"run": str(run_dir), "model": model.name, "weights_sha256": file_sha256(run_dir / WEIGHTS_FILE)}
+    return model.eval(), record

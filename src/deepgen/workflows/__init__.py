@@ -1,0 +1,1 @@
+"""Workflows: training, scoring, sampling, comparing and reporting runs, composed for the CLI and Python."""

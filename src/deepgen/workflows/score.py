@@ -1,0 +1,34 @@
+"""``deepgen score``: a run's figures on a split of its data (or other data of the same shape)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepgen.data import load_data
+from deepgen.evaluation.scoring import score_model
+from deepgen.models.pretrained import load_model
+from deepgen.workflows.runs import check_compatible, check_same_classes, run_data_source, run_label_context
+
+
+def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, batch_size: int = 256,
+              iw_samples: int | None = None, csv: str | None = None, labels: str | None = None) -> dict:
+    """Score run ``run`` on ``split`` of ``data`` (default: the data it was trained on).
+
+    Writes per-example log-likelihoods to ``csv`` (default RUN/scores-DATA-SPLIT.csv) when the
+    model has a density.  Returns the figures (see :func:`deepgen.evaluation.scoring.score_model`).
+    """
+    model = load_model(run)
+    recorded_data, recorded_labels = run_data_source(run)
+    data_name = data or recorded_data
+    label_context = run_label_context(run)
+    splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
+    check_compatible(model.spec, splits.spec, data_name)
+    if label_context is not None:
+        check_same_classes(label_context, splits.classes, data_name)
+    csv_path = Path(csv) if csv else Path(run) / f"scores-{splits.spec.name}-{split}.csv"
+    kwargs = {"k": iw_samples} if iw_samples else {}
+    result = score_model(model, splits, split, seed=seed, batch_size=batch_size, csv_path=csv_path,
+                         label_context=label_context, **kwargs)
+    if model.density != "none":
+        result["per_example_csv"] = str(csv_path)
+    return result
