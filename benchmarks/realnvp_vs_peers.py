@@ -30,13 +30,9 @@ What is compared (the fairness rules)
   same widths: zuko's soft clamp a / (1 + |a / log 1e-3|) (|log-scale| < 6.9)
   and PyTorch's default init; nflows' scale sigmoid(a + 2) + 1e-3 (contracting
   only, log-scale in (-6.9, 0.001)) and default init.
-  One structural difference remains and is reported, not hidden: deepgen's
-  conditioner reads the whole masked vector m * x (D inputs, the D/2 masked ones
-  are zeros) and emits (s, t) for all D coordinates (the kept half discarded),
-  while zuko and nflows feed only the D/2 kept coordinates and emit only the D/2
-  transformed ones.  The function class is the same; deepgen carries
-  structurally dead weights (column "live" counts the others) and does roughly
-  twice the first- and last-layer arithmetic.
+  Every library's conditioner reads only the kept coordinates and emits (s, t)
+  only for the transformed ones (deepgen's ``KeptToFree``), so parameter counts
+  match (column "live" counts the parameters that can affect the output).
 * Budget: the same number of steps, batch size 128 (shuffled, last partial
   batch dropped), Adam(lr 1e-3, betas 0.9/0.999, no weight decay), linear
   warm-up over 100 steps then cosine decay to 0 (``deepgen.training.schedule``),
@@ -55,7 +51,7 @@ What is compared (the fairness rules)
   default logit preprocessing, whose Jacobian it counts) is an extra row: a
   *different* architecture, same data, budget and evaluation.
 * Training loops.  Peers get a plain PyTorch loop.  deepgen is trained twice:
-  by ``deepgen.training.run.train`` (Lightning; what users of the library and
+  by ``deepgen.workflows.train.train`` (Lightning; what users of the library and
   CLI get: its validation runs once, at the end) and by the *same* plain loop as
   the peers, so throughput compares like with like.  Both are reported: the
   Lightning overhead is real.  The flattened digits are no built-in dataset
@@ -260,7 +256,7 @@ class PlainLoop:
     """Adam + warm-up/cosine + grad-norm clipping on the mean NLL: the same loop for every library.
 
     Batches come from a shuffling ``DataLoader`` (batch 128, last partial batch
-    dropped), as in ``deepgen.training.run.train``; epochs roll over as needed.
+    dropped), as in ``deepgen.workflows.train.train``; epochs roll over as needed.
     """
 
     def __init__(self, model: nn.Module, train_x: torch.Tensor, budget: Budget):
@@ -312,11 +308,11 @@ def interleaved_throughput(models: list[nn.Module], train_x: torch.Tensor, budge
 
 @contextlib.contextmanager
 def substituted_data(splits: Splits, name: str):
-    """Make ``deepgen.training.run.load_data(name)`` return ``splits`` (flattened digits: no built-in name)."""
-    import deepgen.training.run as run
+    """Make ``deepgen.workflows.train.load_data(name)`` return ``splits`` (flattened digits: no built-in name)."""
+    import deepgen.workflows.train as run
 
     original = run.load_data
-    run.load_data = lambda n: splits if n == name else original(n)
+    run.load_data = lambda n, labels=None: splits if n == name else original(n, labels=labels)
     try:
         yield
     finally:
@@ -325,8 +321,8 @@ def substituted_data(splits: Splits, name: str):
 
 def lightning_train(budget: Budget, data: str, params: dict, splits: Splits | None):
     """deepgen's own ``train`` into a temporary run directory; returns (model, steps/s, train's scores)."""
-    from deepgen.io import load_model
-    from deepgen.training.run import train
+    from deepgen.models.pretrained import load_model
+    from deepgen.workflows.train import train
 
     det = torch.are_deterministic_algorithms_enabled()
     with tempfile.TemporaryDirectory() as out:
