@@ -115,3 +115,14 @@ def test_bad_architecture_is_a_config_error():
         build_model("realnvp", DataSpec("v", (2,)), {"hiden": 3})
     with pytest.raises(ConfigError, match="integer"):
         build_model("realnvp", DataSpec("v", (2,)), {"hidden": 3.5})
+
+
+def test_realnvp_refuses_parameters_of_the_other_architecture():
+    image = DataSpec("img", (1, 8, 8), 17)
+    with pytest.raises(ConfigError, match="'hidden' is not used by realnvp on images"):
+        build_model("realnvp", image, {"hidden": 32})
+    with pytest.raises(ConfigError, match="'channels' is not used by realnvp on vectors"):
+        build_model("realnvp", DataSpec("v", (4,)), {"channels": 8})
+    with pytest.raises(ConfigError, match="'hidden' must be >= 1"):
+        build_model("realnvp", DataSpec("v", (4,)), {"hidden": -4})
+    build_model("realnvp", image, {"channels": 8, "blocks": 1})  # the image stack's own parameters

@@ -10,6 +10,7 @@ import torch
 
 from deepgen.data.context import LabelContext
 from deepgen.data.spec import Splits
+from deepgen.errors import ConfigError
 from deepgen.evaluation.conditional import class_log_likelihoods, conditional_summary
 from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
 from deepgen.evaluation.modes import PROTOCOL_SAMPLES, mode_metrics_for
@@ -47,9 +48,10 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     x = splits.split(split)
     conditional = model.is_conditional
     if conditional and label_context is None:
-        from deepgen.errors import ConfigError
-
         raise ConfigError(f"{model.name}: this model is conditional; scoring it needs the run's label context")
+    if k and not model.can("importance_weighted"):
+        raise ConfigError(f"--iw-samples applies to models whose log_prob is an importance-weighted bound; "
+                          f"{model.name} (density {model.density}) takes none")
     labels = splits.split_labels(split) if conditional else None
     true_ctx = label_context.one_hot(labels) if conditional else None
     mode_ctx = prior_contexts(label_context, PROTOCOL_SAMPLES, seed) if conditional else None
@@ -76,8 +78,8 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
         result["marginal_bits_per_dim"] = m["bits_per_dim"]
         result["classify_accuracy"] = cond["classify_accuracy"]
         result["label_prior"] = "training-split class frequencies"
-    if model.density == "bound":
-        result["iw_samples"] = k or getattr(model, "iw_samples", None)
+    if model.can("importance_weighted"):
+        result["iw_samples"] = k or model.iw_samples
         result["estimator"] = f"importance-weighted log p(x) with k={result['iw_samples']} (IWAE, a stochastic lower bound)"
     if model.can("elbo"):
         elbo = per_example_log_prob(model, x, batch_size=batch_size, seed=seed, method="elbo",

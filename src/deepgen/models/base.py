@@ -50,6 +50,8 @@ DENSITIES = {
 CAPABILITIES = {
     "log_prob": "log_prob(x, context) per example in nats (density exact, bound or estimate)",
     "elbo": "elbo(x, context): the evidence lower bound per example",
+    "importance_weighted": "log_prob(x, context, k) is an importance-weighted bound with k samples "
+                           "(default: the model's iw_samples)",
     "encode": "encode(x), decode(z), reconstruct(x), interpolate(x0, x1)",
     "complete": "sample(n, conditioned_on=x) fills entries of x marked NaN",
     "dequantize": "on discrete data log_prob is a dequantized bound on log P(k)",

@@ -54,7 +54,7 @@ class VAE(GenerativeModel):
     name = "vae"
     family = "latent"
     density = "bound"
-    capabilities = frozenset({"log_prob", "elbo", "encode", "conditional"})
+    capabilities = frozenset({"log_prob", "elbo", "importance_weighted", "encode", "conditional"})
     description = "variational autoencoder: ELBO training, importance-weighted log p(x) (k samples)"
     train_defaults = {"steps": 3000}  # digits: val IWAE bottoms out near 3000 steps, then overfits
 
