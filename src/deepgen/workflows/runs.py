@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from deepgen.data.context import LabelContext
+from deepgen.data.source import source_sha256
 from deepgen.errors import ConfigError, DataError
 from deepgen.io import read_yaml
 from deepgen.models.pretrained import CONFIG_FILE, model_config
@@ -20,11 +22,18 @@ def run_label_context(run) -> LabelContext | None:
 
 
 def run_data_source(run) -> tuple[str, str | None]:
-    """(data source, label source) recorded in a run's training config, for ``score``/``sample`` defaults."""
+    """(data source, label source) recorded in a run's training config, for ``score``/``sample`` defaults.
+
+    Warns on stderr when a user's file has changed since training (its SHA-256 differs)."""
     path = Path(run)
-    train = read_yaml(path / CONFIG_FILE).get("train") or {}
-    data = train.get("data") or model_config(path)["data"]["name"]
-    return str(data), (train.get("labels") or None)
+    cfg = read_yaml(path / CONFIG_FILE)
+    train = cfg.get("train") or {}
+    data = str(train.get("data") or model_config(path)["data"]["name"])
+    recorded = cfg.get("data_sha256")
+    if recorded and source_sha256(data) != recorded:
+        print(f"deepgen: warning: {data} has changed since run '{run}' was trained (sha256 differs); "
+              "figures are for the data as it is now", file=sys.stderr)
+    return data, (train.get("labels") or None)
 
 
 def check_compatible(model_spec, data_spec, data_name: str) -> None:

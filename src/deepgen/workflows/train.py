@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from deepgen.data import load_data
 from deepgen.data.context import LabelContext
+from deepgen.data.source import canonical_labels, canonical_source, source_sha256
 from deepgen.errors import CheckpointError, ConfigError
 from deepgen.io import read_yaml, write_yaml
 from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
@@ -151,6 +152,8 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     quiet_lightning()
     out = Path(out)
     cfg.check()
+    cfg.data = canonical_source(cfg.data)  # a run remembers its data exactly (absolute path, format, key)
+    cfg.labels = canonical_labels(cfg.labels) or ""
     prepare_run_dir(out, resume, overwrite)
     splits = load_data(cfg.data, labels=cfg.labels or None)
     label_context, params = label_setup(cfg, splits)
@@ -159,6 +162,9 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     model = build_model(cfg.model, splits.spec, params, strict=not resume)
     cfg.model_params = {k: v for k, v in model.params.items()}
     run_extra = {"train": cfg.to_dict()}
+    digest = source_sha256(cfg.data)
+    if digest is not None:
+        run_extra["data_sha256"] = digest
     if label_context is not None:
         run_extra["context"] = label_context.to_dict()
 
