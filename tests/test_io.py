@@ -96,3 +96,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_mistaken_for_pickle(tmp_path):
+    import json
+    import struct
+
+    from deepgen.io import load_tensors
+
+    header = json.dumps({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (0x80 + 256 - len(header))  # a header length whose first byte is 0x80
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + struct.pack("<f", 1.5))
+    assert path.read_bytes()[0] == 0x80
+    assert load_tensors(path)["x"].item() == 1.5
+    pickled = tmp_path / "p.safetensors"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_tensors(pickled)

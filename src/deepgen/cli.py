@@ -68,7 +68,12 @@ def cmd_train(args) -> int:
     params = dict(_parse_param(p) for p in args.param or [])
     if args.resume:
         out = Path(args.resume)
-        cfg = resume_config(out, overrides)
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise ConfigError(f"--out {args.out} conflicts with --resume {args.resume}: a resumed run is written "
+                              "to its own directory")
+        if args.preset:
+            raise ConfigError("--resume takes no preset: the run's own config.yaml is its config")
+        cfg = resume_config(out, overrides, params)
     else:
         data: dict = {}
         source = "command line"

@@ -90,8 +90,16 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
 
 
 def _sniff_unsafe(path: Path) -> str | None:
+    """Name a pickle-based format (zip from torch.save, a raw pickle stream), or None.
+
+    A safetensors file starts with its header length (u64, little endian) and then the JSON
+    header's "{"; that test comes first, since a header length can begin with any byte
+    (0x80 included, which is also pickle's first byte).
+    """
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return None
     if head[:2] == b"PK":
         return "a zip archive (torch.save format, which unpickles on load)"
     if head[:1] == b"\x80":

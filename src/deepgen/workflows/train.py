@@ -125,12 +125,33 @@ def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None):
     return loader, val_loader
 
 
-def resume_config(out: Path, overrides: dict) -> TrainConfig:
+# Fields a resumed run may change; any other field given on resume must equal the saved one.
+RESUMABLE = ("steps", "devices", "accelerator", "strategy", "num_nodes", "precision", "progress", "eval_every")
+
+
+def resume_config(out: Path, overrides: dict, params: dict | None = None) -> TrainConfig:
+    """The saved training config of run ``out`` with the fields a resume may change.
+
+    A field that would change what is trained (model, data, context, labels, batch size, lr,
+    schedule, seed, model parameters, ...) and differs from the saved value is refused with one
+    line naming it: a resume continues the same run.
+    """
     saved = read_yaml(out / CONFIG_FILE).get("train")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{out / CONFIG_FILE}: no 'train' block to resume from")
-    saved.update({k: v for k, v in overrides.items() if k in ("steps", "devices", "accelerator", "strategy",
-                                                              "num_nodes", "precision", "progress", "eval_every")})
+    for key, value in overrides.items():
+        if key in RESUMABLE:
+            continue
+        mine = canonical_source(value) if key == "data" else value
+        if mine != saved.get(key):
+            raise ConfigError(f"--resume {out}: the run was trained with {key}={saved.get(key)!r}, not {value!r}; "
+                              f"a resume continues the same run (only {', '.join(RESUMABLE)} may change)")
+    for key, value in (params or {}).items():
+        if (saved.get("model_params") or {}).get(key) != value:
+            raise ConfigError(f"--resume {out}: the run was trained with model parameter "
+                              f"{key}={(saved.get('model_params') or {}).get(key)!r}, not {value!r}; "
+                              "model parameters cannot change on resume")
+    saved.update({k: v for k, v in overrides.items() if k in RESUMABLE})
     return TrainConfig.from_dict(saved, source=str(out / CONFIG_FILE))
 
 
