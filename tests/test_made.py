@@ -7,12 +7,10 @@ import pytest
 import torch
 from conftest import same_under_seed
 
-import deepgen.models.autoregressive  # noqa: F401  (registers "made")
 from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DataError
 from deepgen.models.pretrained import load_model, save_model
-from deepgen.models.autoregressive.made import MADE
 from deepgen.models.registry import build_model
 from deepgen.nets.masked import MaskedLinear
 

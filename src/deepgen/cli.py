@@ -9,7 +9,6 @@ Every user error is one line on stderr (``deepgen: error: ...``) and exit code 2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
