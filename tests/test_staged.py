@@ -9,7 +9,7 @@ from torch import nn
 
 from deepgen.errors import CheckpointError
 from deepgen.io import load_tensors, read_yaml
-from deepgen.models.base import GenerativeModel, unpack_batch
+from deepgen.models.base import GenerativeModel
 from deepgen.models.pretrained import load_model
 from deepgen.models.registry import register, unregister
 from deepgen.training.config import TrainConfig
@@ -94,4 +94,3 @@ def test_frozen_model_follows_the_device_and_dtype(tmp_path, registered):
     assert next(model.frozen("base").parameters()).dtype == torch.float64
     x = torch.randn(5, 2, dtype=torch.float64)
     assert model.log_prob(x).dtype == torch.float64
-    assert unpack_batch(x)[0] is x

@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, splits.spec, params, strict=not resume)
-    cfg.model_params = {k: v for k, v in model.params.items()}
+    cfg.model_params = dict(model.params)
     run_extra = {"train": cfg.to_dict()}
     digest = source_sha256(cfg.data)
     if digest is not None:
