@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from deepgen.workflows.compare import compare
+from deepgen.workflows.compare import compare, nll_caption
 
 
 def test_compare_trains_each_model_and_writes_one_table(tmp_path):
@@ -23,3 +23,10 @@ def test_compare_trains_each_model_and_writes_one_table(tmp_path):
     assert [t["model"] for t in table] == ["realnvp", "gan"]
     md = (tmp_path / "compare.md").read_text()
     assert "| realnvp |" in md and "| gan |" in md and "nats" in md
+    # the budget: steps, batch size, and each model's wall time next to its parameter count
+    assert "30 training steps of batch size 64 per model" in md and "train time (s)" in md
+    assert all(float(t["train_time_s"]) > 0 and t["batch_size"] == "64" and t["steps"] == "30" for t in table)
+    # the sample grids are captioned with each model's test NLL
+    assert nll_caption(rows[0]) == (f"test NLL {flow['nll_nats']:.3f} nats, "
+                                    f"{flow['bits_per_dim']:.3f} bits/dim")
+    assert nll_caption(rows[1]).startswith("no density")

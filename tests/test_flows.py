@@ -123,6 +123,6 @@ def test_realnvp_refuses_parameters_of_the_other_architecture():
         build_model("realnvp", image, {"hidden": 32})
     with pytest.raises(ConfigError, match="'channels' is not used by realnvp on vectors"):
         build_model("realnvp", DataSpec("v", (4,)), {"channels": 8})
-    with pytest.raises(ConfigError, match="'hidden' must be >= 1"):
+    with pytest.raises(ConfigError, match="'hidden' of realnvp must be >= 1"):
         build_model("realnvp", DataSpec("v", (4,)), {"hidden": -4})
     build_model("realnvp", image, {"channels": 8, "blocks": 1})  # the image stack's own parameters

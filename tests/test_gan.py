@@ -88,7 +88,8 @@ def test_registered_as_implicit_adversarial():
     model = build_model("gan", RING, {})
     assert (model.name, model.family, model.density, model.objective) == ("gan", "implicit", "none", "adversarial")
     assert model.config()["params"] == {"latent": 16, "hidden": 128, "depth": 2, "arch": "auto",
-                                        "loss": "nonsaturating", "d_steps": 1, "context_features": 0}
+                                        "loss": "nonsaturating", "d_steps": 1, "context_features": 0,
+                                        "standardize": True}
 
 
 def test_mlp_pair_for_vectors():
@@ -112,7 +113,7 @@ def test_train_defaults_are_merged_under_user_fields():
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"loss": "wasserstein"}, "adversarial loss"), ({"arch": "resnet"}, "arch"), ({"d_steps": 0}, "d_steps"),
+    ({"loss": "wasserstein"}, "parameter 'loss'.*nonsaturating"), ({"arch": "resnet"}, "arch"), ({"d_steps": 0}, "d_steps"),
     ({"arch": "conv"}, "needs images"),
 ])
 def test_bad_parameters_raise_config_error(params, match):

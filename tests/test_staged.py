@@ -62,7 +62,8 @@ def test_staged_run_records_and_checks_the_frozen_run(tmp_path, registered):
     # the frozen run's weights are untouched and stay out of the staged run's weights
     after = load_tensors(base_dir / "model.safetensors")
     assert all(torch.equal(base_weights[k], after[k]) for k in base_weights)
-    assert set(load_tensors(staged_dir / "model.safetensors")) == {"shift"}
+    # (its own weights, and the standardisation statistics of continuous data)
+    assert set(load_tensors(staged_dir / "model.safetensors")) == {"shift", "data_loc", "data_scale"}
     model = load_model(staged_dir)
     assert model.shift.abs().sum() > 0  # the staged model itself trained
     assert all(not p.requires_grad for p in model.frozen("base").parameters())

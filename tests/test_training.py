@@ -14,6 +14,7 @@ from deepgen.io import load_tensors
 from deepgen.models.pretrained import load_model
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import MetricsTable
+from deepgen.training.schedule import lr_factor
 from deepgen.workflows.train import train
 from deepgen.training.state import load_training_state
 
@@ -68,12 +69,12 @@ def test_same_seed_same_weights(run40, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_continues_step_count_and_schedule(run40, tmp_path):
+def test_resume_continues_step_count_and_schedule(run40, tmp_path, capsys):
     out, _ = run40
     train(tiny(steps=20), tmp_path, verbose=False)
     _, step, _ = load_training_state(tmp_path / "training_state.safetensors")
     assert step == 20
-    resumed = train(tiny(steps=40), tmp_path, resume=True, verbose=False)
+    resumed = train(tiny(steps=40), tmp_path, resume=True, verbose=True)
     _, step, _ = load_training_state(tmp_path / "training_state.safetensors")
     assert step == 40 and resumed["steps"] == 40
     table = MetricsTable.read(tmp_path / "metrics.csv")
@@ -81,6 +82,14 @@ def test_resume_continues_step_count_and_schedule(run40, tmp_path):
     # the learning-rate schedule is a function of the absolute step, so it matches the uninterrupted run
     full = MetricsTable.read(out / "metrics.csv")
     assert table.column("lr")[1][-1] == pytest.approx(full.column("lr")[1][-1])
+    # more steps on resume: the cosine decay is recomputed over the new total (lr back up from 0 at step 20)
+    steps, lrs = table.column("lr")
+    assert lrs[steps.index(20)] == 0.0  # the end of the saved 20-step schedule
+    assert lrs[steps.index(25)] == pytest.approx(5e-3 * lr_factor(25, 5, 40, "cosine"))
+    assert lrs[steps.index(25)] == pytest.approx(full.column("lr")[1][full.column("lr")[0].index(25)])
+    now = 5e-3 * lr_factor(20, 5, 40, "cosine")
+    assert (f"resume: 20 -> 40 steps; the cosine schedule now decays to 0 at step 40 "
+            f"(lr at step 20: 0.0e+00 on the saved schedule -> {now:.1e} now)\n") in capsys.readouterr().err
 
 
 def test_ddp_two_processes_on_cpu(tmp_path):

@@ -2,13 +2,15 @@
 
 Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
 imported when the command runs, so ``deepgen --help`` imports no torch.
-Every user error is one line on stderr (``deepgen: error: ...``) and exit code 2;
-``--debug`` shows the traceback instead.
+Every user error is one line on stderr (``deepgen: error: ...``) and exit code 2 (argparse's
+own refusals too); a training run stopped by a signal exits with the code its
+``TrainingInterrupted`` carries (130 SIGINT, 143 SIGTERM); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -29,7 +31,12 @@ def _parse_param(text: str) -> tuple[str, object]:
 
 
 # --- list ---------------------------------------------------------------------
+LIST_MODEL_HINT = "deepgen list MODEL shows a model's hyper-parameters"
+
+
 def cmd_list(args) -> int:
+    if args.model:
+        return list_model(args.model)
     from deepgen.data import list_datasets
     from deepgen.models.registry import list_models
     from deepgen.training.config import list_presets
@@ -44,6 +51,35 @@ def cmd_list(args) -> int:
     print("presets:")
     for name in list_presets():
         print(f"  {name}")
+    print(LIST_MODEL_HINT)
+    return 0
+
+
+def list_model(name: str) -> int:
+    """``deepgen list MODEL``: what the model is, each hyper-parameter and the training fields it overrides."""
+    from deepgen.models.base import DENSITIES
+    from deepgen.models.params import show_value
+    from deepgen.models.registry import get_model_class, model_params
+
+    cls = get_model_class(name)
+    params = model_params(name)
+    density = f"{cls.density} - {DENSITIES[cls.density]}" if cls.density in DENSITIES else cls.density
+    print(f"model:       {cls.name}")
+    print(f"family:      {cls.family}")
+    print(f"density:     {density}")
+    print(f"description: {cls.description}")
+    print("hyper-parameters (NAME: TYPE = DEFAULT  (allowed); set with --param NAME=VALUE or a preset's model_params):")
+    for p in params:
+        head = f"  {p['name']}" + (f": {p['type']}" if p["type"] else "") + f" = {show_value(p['default'])}"
+        print(head + (f"  ({p['constraint']})" if p["constraint"] else ""))
+        print(f"      {p['meaning'] or '(undocumented)'}")
+    if not params:
+        print("  (none)")
+    defaults = getattr(cls, "train_defaults", None) or {}
+    if defaults:
+        print("training defaults (fields this model overrides; a preset or a flag still wins):")
+        for key, value in defaults.items():
+            print(f"  {key}: {show_value(value)}")
     return 0
 
 
@@ -62,8 +98,7 @@ def cmd_train(args) -> int:
     from deepgen.workflows.train import resume_config, train
 
     overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
-    if args.no_progress or not sys.stderr.isatty() and args.progress is None:
-        overrides["progress"] = False
+    overrides["progress"] = not args.no_progress  # the CLI shows progress; the Python API is quiet by default
     params = dict(_parse_param(p) for p in args.param or [])
     if args.resume:
         out = Path(args.resume)
@@ -87,7 +122,7 @@ def cmd_train(args) -> int:
         if args.out is None:
             raise ConfigError("--out RUN_DIR is required (where the run directory is written)")
         out = Path(args.out)
-    train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
+    train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, verbose=True)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:
         print(f"run directory: {out}")
     return 0
@@ -97,6 +132,10 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     from deepgen.workflows.sample import sample_run
 
+    if args.n < 1:
+        raise ConfigError(f"-n must be >= 1, got {args.n}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ConfigError(f"--temperature must be a finite number > 0, got {args.temperature}")
     for path in sample_run(args.run, args.n, args.out, temperature=args.temperature, seed=args.seed,
                            label=args.label, npy=args.npy):
         print(f"wrote {path}")
@@ -108,6 +147,10 @@ def cmd_score(args) -> int:
     from deepgen.io import strict_json
     from deepgen.workflows.score import score_run
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.iw_samples is not None and args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
     result = score_run(args.run, data=args.data, split=args.split, seed=args.seed, batch_size=args.batch_size,
                        iw_samples=args.iw_samples, csv=args.csv, labels=args.labels)
     print(strict_json(result))
@@ -116,61 +159,115 @@ def cmd_score(args) -> int:
 
 # --- compare ------------------------------------------------------------------
 def cmd_compare(args) -> int:
+    from deepgen.models.registry import get_model_class
     from deepgen.workflows.compare import compare
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise ConfigError("--models: expected a comma-separated list, e.g. realnvp,made,vae")
+    for name in models:  # every name checked before the first model trains
+        try:
+            get_model_class(name)
+        except ConfigError as exc:
+            raise ConfigError(f"--models: {exc}") from None
     if args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    if args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
     compare(args.data, models, args.steps, args.out, seed=args.seed, iw_samples=args.iw_samples,
-            overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
+            overwrite=args.overwrite, progress=not args.no_progress)
     print((Path(args.out) / "compare.md").read_text(), end="")
     print(f"wrote {args.out}/compare.md, compare.csv, samples.png and one run directory per model")
     return 0
 
 
 # --- entry point --------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house error format: one line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"deepgen: error: {message} (see {self.prog} --help)\n")
+
+
+TRAIN_DESCRIPTION = ("Train a model into a run directory.  A default shown below is TrainConfig's; a model may "
+                     "override some (its training defaults: deepgen list MODEL), and a preset's fields and then "
+                     "these flags override both.")
+
+
+def _train_help(defaults: dict) -> dict[str, str]:
+    """Help text of each ``deepgen train`` flag, ending with its default (argparse defaults stay None,
+    so that a flag not given is told apart from one given with the default value)."""
+    def d(key, text):
+        value = defaults[key]
+        shown = ("true" if value else "false") if isinstance(value, bool) else value
+        return f"{text} (default: {shown})"
+
+    return {
+        "model": "model name, see `deepgen list` (required unless the preset sets it)",
+        "data": "built-in dataset name or a path to your data (required unless the preset sets it)",
+        "steps": d("steps", "optimizer steps in all"),
+        "batch_size": d("batch_size", "examples per step"),
+        "lr": d("lr", "peak learning rate (Adam)"),
+        "warmup_steps": d("warmup_steps", "steps of linear learning-rate warm-up"),
+        "lr_schedule": d("lr_schedule", "after warm-up: cosine decay to 0, or constant"),
+        "grad_clip": d("grad_clip", "clip the gradient norm to this (0: no clipping)"),
+        "seed": d("seed", "random seed of initialisation, batches and sampling"),
+        "eval_every": d("eval_every", "validate, checkpoint and refresh samples.png every this many steps"),
+        "context": "train a class-conditional model p(x | y) on the data's labels (default: unconditional)",
+        "labels": "where your file's labels are: IDX/.npy label file, npz key, CSV column (name or col:K), "
+                  "'folders' for image subfolders (default: found automatically where possible)",
+        "accelerator": d("accelerator", "cpu, gpu (= cuda), mps, tpu or auto (Lightning)"),
+        "devices": d("devices", "devices per node (GPUs; CPU processes with --strategy ddp)"),
+        "num_nodes": d("num_nodes", "machines (Lightning)"),
+        "strategy": d("strategy", "auto, ddp, ddp_spawn, fsdp, ... (Lightning's registered strategies)"),
+        "precision": d("precision", "32-true, 16-mixed, bf16-mixed, 64-true, ... (Lightning)"),
+        "param": "model hyper-parameter, repeatable; see `deepgen list MODEL` (default: the model's own)",
+        "no_progress": "no progress display (default: progress shown)",
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deepgen", description="Deep generative models: train, sample, score.")
+    from deepgen.training.config import train_field_defaults
+
+    p = _Parser(prog="deepgen", description="Deep generative models: train, sample, score.")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="models, datasets and presets, one line each")
+    lst = sub.add_parser("list", help="models, datasets and presets, one line each; MODEL: its hyper-parameters")
+    lst.add_argument("model", nargs="?", metavar="MODEL", help="show this model's hyper-parameters")
 
-    t = sub.add_parser("train", help="train a model into a run directory")
+    h = _train_help(train_field_defaults())
+    t = sub.add_parser("train", help="train a model into a run directory", description=TRAIN_DESCRIPTION)
     t.add_argument("preset", nargs="?", help="a YAML preset (path or shipped name); flags override its fields")
-    t.add_argument("--model")
-    t.add_argument("--data", help="built-in dataset name or a path to your data")
-    t.add_argument("--steps", type=int)
+    t.add_argument("--model", help=h["model"])
+    t.add_argument("--data", help=h["data"])
+    t.add_argument("--steps", type=int, help=h["steps"])
     t.add_argument("--out", help="run directory to create")
-    t.add_argument("--batch-size", dest="batch_size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--warmup-steps", dest="warmup_steps", type=int)
-    t.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "constant"])
-    t.add_argument("--grad-clip", dest="grad_clip", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--eval-every", dest="eval_every", type=int)
-    t.add_argument("--param", action="append", metavar="NAME=VALUE", help="model hyper-parameter (repeatable)")
-    t.add_argument("--context", choices=["label"],
-                   help="train a class-conditional model p(x | y) on the data's labels")
-    t.add_argument("--labels", help="where your file's labels are: IDX/.npy label file, npz key, CSV column "
-                   "(name or col:K), 'folders' for image subfolders (default: found automatically where possible)")
-    t.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
-    t.add_argument("--devices", type=int)
-    t.add_argument("--num-nodes", dest="num_nodes", type=int)
-    t.add_argument("--strategy", help="auto, ddp, ddp_spawn, ... (Lightning)")
-    t.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed (Lightning)")
+    t.add_argument("--batch-size", dest="batch_size", type=int, help=h["batch_size"])
+    t.add_argument("--lr", type=float, help=h["lr"])
+    t.add_argument("--warmup-steps", dest="warmup_steps", type=int, help=h["warmup_steps"])
+    t.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "constant"], help=h["lr_schedule"])
+    t.add_argument("--grad-clip", dest="grad_clip", type=float, help=h["grad_clip"])
+    t.add_argument("--seed", type=int, help=h["seed"])
+    t.add_argument("--eval-every", dest="eval_every", type=int, help=h["eval_every"])
+    t.add_argument("--param", action="append", metavar="NAME=VALUE", help=h["param"])
+    t.add_argument("--context", choices=["label"], help=h["context"])
+    t.add_argument("--labels", help=h["labels"])
+    t.add_argument("--accelerator", help=h["accelerator"])
+    t.add_argument("--devices", type=int, help=h["devices"])
+    t.add_argument("--num-nodes", dest="num_nodes", type=int, help=h["num_nodes"])
+    t.add_argument("--strategy", help=h["strategy"])
+    t.add_argument("--precision", help=h["precision"])
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its saved weights and optimizer state")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
-    t.add_argument("--no-progress", dest="no_progress", action="store_true")
-    t.set_defaults(progress=None)
+    t.add_argument("--no-progress", dest="no_progress", action="store_true", help=h["no_progress"])
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run")
     s.add_argument("-n", type=int, default=64)
-    s.add_argument("--out", required=True, help="PNG picture (or .npy for raw arrays)")
-    s.add_argument("--npy", action="store_true", help="also write the raw samples as .npy")
+    s.add_argument("--out", required=True, help="output file; its extension picks the format: .npy .npz .csv "
+                   "(numbers on the data's scale) or .png .pdf .svg (picture)")
+    s.add_argument("--npy", action="store_true", help="also write the samples as .npy beside --out")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", help="class to sample from a class-conditional run (e.g. 3)")
@@ -210,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"deepgen: error: {exc}", file=sys.stderr)
-        return 2
+        # 2 for a user error; a TrainingInterrupted carries 128 + signal (130 SIGINT, 143 SIGTERM)
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("deepgen: interrupted", file=sys.stderr)
         return 130

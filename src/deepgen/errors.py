@@ -32,6 +32,22 @@ class DensityError(DeepgenError, NotImplementedError):
     """A model was asked for a density it does not define (e.g. a GAN)."""
 
 
+class TrainingError(DeepgenError):
+    """Training cannot go on (e.g. the loss became NaN or infinite); the message says what to change."""
+
+
+class TrainingInterrupted(DeepgenError):
+    """Training was stopped by a signal (SIGINT, SIGTERM) after saving a checkpoint at the current step.
+
+    ``exit_code`` is the shell convention 128 + signal number (130 for SIGINT, 143 for SIGTERM);
+    the CLI exits with it.  The message says where the run is and how to resume it.
+    """
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     """A ConfigError for an unknown ``name`` that suggests the closest choice."""
     choices = sorted(choices)

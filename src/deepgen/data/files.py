@@ -8,6 +8,8 @@ Shapes: ``(N, D)`` -> vectors; ``(N, H, W)`` -> ``(N, 1, H, W)``; ``(N, C, H, W)
 with C in {1, 3} as is; ``(N, H, W, C)`` with C in {1, 3} -> NCHW.
 Levels: uint8 -> 256; bool -> 2; other non-negative integer *images* -> max + 1;
 everything else (floats, integer vectors, CSV) is continuous (None).
+A CSV file with a header row names its features: the spec's ``features`` are the
+header's names of the feature columns, in order (never the labels column).
 Images from a folder have 256 levels.
 
 Every failure is a one-line :class:`DataError` naming the file; pickled
@@ -152,7 +154,10 @@ def _to_examples(a: np.ndarray, path: str) -> tuple[np.ndarray, int | None]:
 
 def finish(a: np.ndarray, levels: int | None, path: str, fmt: str,
            classes: tuple[str, ...] = ()) -> tuple[torch.Tensor, DataSpec]:
-    """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description."""
+    """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description.
+
+    The spec's ``features`` are the column names a :class:`NamedColumns` array ``a`` carries."""
+    features = getattr(a, "column_names", None)
     with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, caught below
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     shape = tuple(x.shape[1:])
@@ -160,7 +165,7 @@ def finish(a: np.ndarray, levels: int | None, path: str, fmt: str,
     desc = (f"{fmt} from {name}: N={len(x)}, shape {shape}, "
             + (f"{levels} levels (0..{levels - 1})" if levels else "continuous")
             + (f"; {label_summary(classes)}" if classes else ""))
-    spec = DataSpec(name=name, shape=shape, levels=levels, description=desc)
+    spec = DataSpec(name=name, shape=shape, levels=levels, description=desc, features=features)
     return validate_array(x, spec, path), spec
 
 
@@ -264,13 +269,28 @@ def npz_data_key(keys: list[str], path: str, key: str | None) -> str:
     return key
 
 
+class NamedColumns(np.ndarray):
+    """A (N, D) array of a table's features that remembers the header names of its D columns.
+
+    ``column_names`` is a tuple of D names, or None for a table without a header.  Only the
+    array :func:`read_csv` returns carries them (a slice or copy has None), so whichever route
+    the features take to :func:`finish` (with or without a labels column), the names reach the spec.
+    """
+
+    column_names: tuple[str, ...] | None = None
+
+
 class CsvTable(NamedTuple):
-    """A CSV table: numeric features (N, D) float64 and, if a labels column was taken out, its cells."""
+    """A CSV table: numeric features (N, D) float64 and, if a labels column was taken out, its cells.
+
+    ``features`` is a :class:`NamedColumns` array; ``names`` (the same as its ``column_names``)
+    are the header's names of the feature columns, or None without a header row."""
 
     features: np.ndarray
     label_cells: list[str] | None
     label_column: str  # "column 'name'" or "column K" (0-based), for messages
     lines: list[int]  # line number of each data row
+    names: tuple[str, ...] | None = None
 
 
 def _csv_rows(path: str) -> tuple[list[list[str]], list[int]]:
@@ -348,10 +368,12 @@ def read_csv(path: str, label: str | None = None) -> CsvTable:
                     raise _err(path, f"line {line}, column {i + 1}: '{row[i][:40]}' is not a number; "
                                "expected numeric cells") from None
         raise _err(path, "could not parse the table as numbers; expected numeric cells") from None
+    features = features.view(NamedColumns)
+    features.column_names = None if names is None else tuple(names[i] for i in keep)
     if col is None:
-        return CsvTable(features, None, "", lines)
+        return CsvTable(features, None, "", lines, features.column_names)
     where = f"column '{names[col]}'" if names else f"column {col}"
-    return CsvTable(features, [row[col] for row in rows], where, lines)
+    return CsvTable(features, [row[col] for row in rows], where, lines, features.column_names)
 
 
 def _load_csv(path: str, key: str | None) -> tuple[np.ndarray, str]:

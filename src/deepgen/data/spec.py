@@ -32,12 +32,25 @@ class DataSpec:
     ``shape``: per-example shape, ``(D,)`` for vectors, ``(C, H, W)`` for images.
     ``levels``: number of discrete values per dimension, or None if continuous.
     ``description``: one line on where the data come from and their scale.
+    ``features``: names of the D features of vector data (e.g. a CSV file's header), or None
+    when the data do not name them (see :attr:`feature_names`).
     """
 
     name: str
     shape: tuple[int, ...]
     levels: int | None = None
     description: str = ""
+    features: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Store ``features`` as a tuple of strings, one per dimension of a vector."""
+        if self.features is None:
+            return
+        names = tuple(str(f) for f in self.features)
+        if len(self.shape) != 1 or len(names) != self.shape[0]:
+            raise DataError(f"data spec '{self.name}': {len(names)} feature names for examples of shape "
+                            f"{tuple(self.shape)}; expected one name per feature of a vector")
+        object.__setattr__(self, "features", names)
 
     @property
     def dim(self) -> int:
@@ -50,28 +63,44 @@ class DataSpec:
         return len(self.shape) == 3
 
     @property
+    def feature_names(self) -> tuple[str, ...]:
+        """One name per dimension of the flattened example: ``features`` if known, else x0 .. x{D-1}."""
+        return self.features if self.features is not None else tuple(f"x{i}" for i in range(self.dim))
+
+    @property
     def is_discrete(self) -> bool:
         """True when the data have a finite number of levels."""
         return self.levels is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for config.yaml)."""
+        """Plain dict (for config.yaml); ``features`` only when the data name them."""
         d = asdict(self)
         d["shape"] = list(self.shape)
+        if self.features is None:
+            del d["features"]
+        else:
+            d["features"] = list(self.features)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
-        """Inverse of :meth:`to_dict`; a malformed dict is a DataError."""
+        """Inverse of :meth:`to_dict` (a dict without ``features`` gives None); a malformed dict is a DataError."""
         try:
+            features = d.get("features")
+            if features is not None and (isinstance(features, str) or not isinstance(features, (list, tuple))):
+                raise TypeError(f"features must be a list of names, got {features!r}")
             return cls(
                 name=str(d["name"]),
                 shape=tuple(int(s) for s in d["shape"]),
                 levels=None if d.get("levels") is None else int(d["levels"]),
                 description=str(d.get("description", "")),
+                features=None if features is None else tuple(features),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"data spec {d!r} is malformed: expected name, shape, levels ({exc})") from None
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"data spec {d!r} is malformed: expected name, shape, levels, optional features "
+                            f"({exc})") from None
 
     def bits_per_dim(self, nll_nats: float) -> float:
         """bits/dim = NLL[nats per example] / (D ln 2)."""

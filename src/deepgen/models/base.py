@@ -22,6 +22,17 @@ it, freezes it, keeps it out of this model's weights and records its path and
 weights hash in ``config()["builds_on"]``; loading checks the hash
 (:mod:`deepgen.models.pretrained`).
 
+Preprocessing.  On continuous data a model standardises every feature with
+statistics of the training split (``standardize=True``, the default;
+:meth:`fit_preprocessing`): it models y = (x - m) / s and reports
+
+    log p_X(x) = log p_Y((x - m) / s) - sum_d log s_d
+
+so NLLs stay in the data's own units.  m and s are buffers (saved with the
+weights); ``to_model_space`` / ``from_model_space`` / ``preprocess_log_det`` are
+the three calls a model makes at its data boundary.  Discrete data are left
+as they are (each model maps levels to its own scale).
+
 Models are plain ``torch.nn.Module``s, built from a :class:`DataSpec` and
 keyword hyper-parameters; ``config()`` records both, which is enough to rebuild
 the model exactly.
@@ -36,6 +47,7 @@ from torch import nn
 
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
+from deepgen.models.params import check_params, signature_params
 from deepgen.ops import module_device
 
 # What ``log_prob`` means.
@@ -71,9 +83,16 @@ class GenerativeModel(nn.Module):
     # Hyper-parameters used only for some data shapes: {"vector": (...), "image": (...)};
     # passing one that the data's shape does not use is an error (see ``unused_params``).
     shape_params: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Allowed values of hyper-parameters, checked by ``build_model`` before the constructor runs
+    # (see :mod:`deepgen.models.params`): ">= 1", "> 0", "in [0, 1)", or a tuple of choices.
+    param_constraints: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, spec: DataSpec, **params: Any):
         super().__init__()
+        # the same checks as build_model, for a model constructed directly from Python
+        defaults = {k: p.default for k, p in signature_params(type(self)).items() if p.default is not p.empty}
+        check_params(type(self), self.name or type(self).__name__,
+                     {k: v for k, v in params.items() if k in defaults}, defaults)
         self.spec = spec
         self.params = dict(params)
         self.context_features = int(params.get("context_features", 0) or 0)
@@ -83,6 +102,47 @@ class GenerativeModel(nn.Module):
             raise ConfigError(f"{self.name} takes no context (context_features must be 0)")
         self._frozen: dict[str, GenerativeModel] = {}
         self._frozen_records: dict[str, dict] = {}
+        self.standardize = bool(params.get("standardize", False)) and spec.levels is None
+        if spec.levels is None:
+            # per feature for vectors, per channel for continuous images; identity until fitted
+            stat_shape = (spec.shape[0], 1, 1) if spec.is_image else tuple(spec.shape)
+            self.register_buffer("data_loc", torch.zeros(stat_shape))
+            self.register_buffer("data_scale", torch.ones(stat_shape))
+
+    # --- preprocessing (continuous data) ----------------------------------------
+    @torch.no_grad()
+    def fit_preprocessing(self, x: torch.Tensor) -> None:
+        """Set the standardisation m, s from training data ``x`` (N, *shape); a no-op when
+        ``standardize`` is off or the data are discrete.  A feature with (near) zero spread gets s = 1."""
+        if not self.standardize:
+            return
+        x = x.to(self.data_loc.device, self.data_loc.dtype)
+        dims = (0, 2, 3) if self.spec.is_image else (0,)
+        loc = x.mean(dims).reshape(self.data_loc.shape)
+        scale = x.std(dims).reshape(self.data_scale.shape) if len(x) > 1 else torch.ones_like(loc)
+        scale = torch.where(torch.isfinite(scale) & (scale > 1e-12 * (1 + loc.abs())), scale, torch.ones_like(scale))
+        self.data_loc.copy_(torch.where(torch.isfinite(loc), loc, torch.zeros_like(loc)))
+        self.data_scale.copy_(scale)
+
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Data -> the space the model is fitted in: (x - m) / s (unchanged for discrete data)."""
+        if self.spec.levels is not None:
+            return x
+        return (x - self.data_loc) / self.data_scale
+
+    def from_model_space(self, y: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_model_space`: y s + m."""
+        if self.spec.levels is not None:
+            return y
+        return y * self.data_scale + self.data_loc
+
+    def preprocess_log_det(self) -> torch.Tensor | float:
+        """log |det d to_model_space / dx| = -sum_d log s_d (0 for discrete data); add it to the
+        model-space log-density to get the density of the data."""
+        if self.spec.levels is None:
+            per = 1 if not self.spec.is_image else self.spec.shape[1] * self.spec.shape[2]
+            return -per * torch.log(self.data_scale).sum()
+        return 0.0
 
     # --- protocol -------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

@@ -47,7 +47,8 @@ def load_weights(model, path: Path) -> None:
     """Load a safetensors file into ``model``: names and shapes must match exactly."""
     state = load_tensors(path)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+    # runs saved before preprocessing existed have no standardisation buffers: identity, as they were trained
+    missing = sorted(k for k in set(expected) - set(state) if k not in ("data_loc", "data_scale"))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
         raise CheckpointError(
@@ -57,7 +58,7 @@ def load_weights(model, path: Path) -> None:
     for k, v in state.items():
         if v.shape != expected[k].shape:
             raise CheckpointError(f"{path}: tensor '{k}' has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=not (set(expected) - set(state)))
 
 
 def load_model(directory, map_location: str | torch.device = "cpu"):

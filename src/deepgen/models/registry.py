@@ -13,6 +13,7 @@ from typing import Any
 
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, unknown_name
+from deepgen.models.params import check_params, describe_params, signature_params
 
 # name -> "module:Class"; one model per file, one subpackage per family.
 BUILTIN_MODELS: dict[str, str] = {
@@ -61,44 +62,42 @@ def get_model_class(name: str) -> type:
 
 def model_defaults(name: str) -> dict[str, Any]:
     """The keyword defaults of a model's constructor."""
-    cls = get_model_class(name)
-    sig = inspect.signature(cls.__init__)
-    return {
-        k: p.default for k, p in sig.parameters.items()
-        if k not in ("self", "spec") and p.default is not inspect.Parameter.empty
-    }
+    return {k: p.default for k, p in signature_params(get_model_class(name)).items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def model_params(name: str) -> list[dict[str, Any]]:
+    """Model ``name``'s hyper-parameters, one dict each: ``name``, ``type``, ``default``,
+    ``constraint`` (allowed values, e.g. ">= 1" or "one of: natural, random"; "" if unconstrained)
+    and ``meaning`` (one line from the constructor docstring's ``Args:`` section; "" if undocumented).
+    An unknown name raises ConfigError with the closest model name."""
+    return describe_params(get_model_class(name))
+
+
+def check_model_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``params`` of model ``name`` without building it (names, types, ``param_constraints``);
+    returns them with numbers converted to their defaults' types.  Raises ConfigError."""
+    return check_params(get_model_class(name), name, dict(params or {}), model_defaults(name))
 
 
 def build_model(name: str, spec: DataSpec, params: dict[str, Any] | None = None, strict: bool = True):
-    """Build model ``name`` for data ``spec``; unknown or ill-typed parameters raise ConfigError.
+    """Build model ``name`` for data ``spec``; unknown, ill-typed or out-of-range parameters raise ConfigError.
 
-    ``strict``: a parameter the model ignores on this data's shape (e.g. an MLP width for an
-    image flow) is an error too.  Rebuilding a saved model passes ``strict=False``, since a
-    saved config lists every parameter with its value.
+    Every given parameter is checked against the class's ``param_constraints`` before the
+    constructor runs (:mod:`deepgen.models.params`).  ``strict``: a parameter the model ignores
+    on this data's shape (e.g. an MLP width for an image flow) is an error too.  Rebuilding a
+    saved model passes ``strict=False``, since a saved config lists every parameter with its value.
     """
     cls = get_model_class(name)
     defaults = model_defaults(name)
-    params = dict(params or {})
+    params = check_params(cls, name, dict(params or {}), defaults)
     unused = cls.unused_params(spec) if strict else frozenset()
-    for key, value in params.items():
-        if key not in defaults:
-            raise unknown_name(f"parameter of model '{name}'", key, defaults)
+    for key in params:
         if key in unused:
             kind = "images" if spec.is_image else "vectors"
             used = ", ".join(n for n in defaults if n in set().union(*map(set, cls.shape_params.values()))
                              and n not in unused)
             raise ConfigError(f"model parameter '{key}' is not used by {name} on {kind} (data '{spec.name}' has "
                               f"shape {spec.shape}); for {kind} set {used}")
-        default = defaults[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"model parameter '{key}' must be true or false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"model parameter '{key}' must be a number, got {value!r}")
-            if isinstance(default, int) and not float(value).is_integer():
-                raise ConfigError(f"model parameter '{key}' must be an integer, got {value!r}")
-            params[key] = type(default)(value)
-        if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"model parameter '{key}' must be a string, got {value!r}")
     full = {**defaults, **params}
     return cls(spec, **full)

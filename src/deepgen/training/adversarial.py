@@ -50,6 +50,10 @@ between samples and the validation split (``val/energy_distance``) and, for data
 with known modes, ``val/modes_covered`` and ``val/high_quality_pct``.  The
 training RNG (every device) is snapshotted after each training step and restored
 after validation, so validation never changes the training trajectory.
+
+A player's loss that becomes NaN or infinite (in any of its updates) stops training after
+that step with a one-line :class:`~deepgen.errors.TrainingError` naming the step, the
+non-finite terms (``<player>_<key>``), the learning rate and the last checkpoint.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ from deepgen.evaluation.sample_metrics import sample_distance
 from deepgen.models.base import unpack_batch
 from deepgen.models.players import check_players
 from deepgen.training.rng import get_rng_states, set_rng_states
-from deepgen.training.schedule import make_optimizer
+from deepgen.training.schedule import any_nonfinite, check_finite_loss, make_optimizer
 
 
 class AdversarialModule(pl.LightningModule):
@@ -82,6 +86,10 @@ class AdversarialModule(pl.LightningModule):
         self._rng_states = None
         self._val_x: list = []
         self._val_context: list = []
+        self._terms: dict = {}
+        self._bad = None
+        # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
+        self.last_saved_step: int | None = None
 
     @property
     def absolute_step(self) -> int:
@@ -121,11 +129,13 @@ class AdversarialModule(pl.LightningModule):
         total = sum(p.steps for p in self.players)
         done = 0
         shared = self.model.adversarial_forward(batch)
+        self._terms, self._bad = {}, None
         for player, opt in zip(self.players, opts):
             self.toggle_optimizer(opt)
             for k in range(player.steps):
                 b, sh = (batch, shared) if k == 0 else self._fresh_round()
                 out = self.model.player_loss(player.name, b, sh)
+                self._record_terms(player.name, out)
                 opt.zero_grad(set_to_none=True)
                 # later players may backpropagate through the same shared pass
                 self.manual_backward(out["loss"], retain_graph=True)
@@ -144,6 +154,19 @@ class AdversarialModule(pl.LightningModule):
         for sched in self._schedulers():
             sched.step()
 
+    def _record_terms(self, player: str, out: dict) -> None:
+        """Keep this update's loss terms for the finite-loss check (no host synchronisation): a
+        term keeps the first non-finite value any update of this step gave it."""
+        bad = any_nonfinite([out["loss"]])
+        self._bad = bad if self._bad is None else self._bad | bad
+        for key, value in out.items():
+            if not (torch.is_tensor(value) and value.is_floating_point()):
+                continue
+            name, value = f"{player}_{key}", value.detach()
+            kept = self._terms.get(name)
+            self._terms[name] = (value if kept is None or kept.shape != value.shape
+                                 else torch.where(torch.isfinite(kept), value, kept))
+
     def _fresh_round(self):
         b = self._next_real_batch()
         return b, self.model.adversarial_forward(b)
@@ -160,6 +183,7 @@ class AdversarialModule(pl.LightningModule):
 
     # --- validation ---------------------------------------------------------------
     def on_train_batch_end(self, outputs, batch, batch_idx):
+        check_finite_loss(self, self._terms, self._bad)
         # Snapshot after every step: Lightning may draw from the global RNG (creating the
         # validation loader's iterator) before any validation hook runs.
         self._rng_states = get_rng_states()

@@ -12,12 +12,46 @@ A preset file holds these fields (all optional but ``model`` and ``data``)::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deepgen.errors import ConfigError, unknown_name
-from deepgen.models.registry import get_model_class
+
+# This module imports no torch at import time (the CLI reads the defaults below for ``--help``);
+# the model registry, torch and Lightning are imported inside the methods that need them.
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+LR_SCHEDULES = ("cosine", "constant")
+CONTEXTS = ("", "label")
+# Fallback if Lightning's private precision lists move (lightning 2.x).
+_PRECISIONS_FALLBACK = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
+                        "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16")
+SEED_MAX = 2**32 - 1  # numpy / Lightning accept seeds in [0, 2^32 - 1]
+
+# The ``deepgen train`` flag of each field that has one (for error messages and ``--help``).
+FLAGS = {
+    "model": "--model", "data": "--data", "context": "--context", "labels": "--labels", "steps": "--steps",
+    "batch_size": "--batch-size", "lr": "--lr", "warmup_steps": "--warmup-steps", "lr_schedule": "--lr-schedule",
+    "grad_clip": "--grad-clip", "seed": "--seed", "eval_every": "--eval-every", "accelerator": "--accelerator",
+    "devices": "--devices", "num_nodes": "--num-nodes", "strategy": "--strategy", "precision": "--precision",
+    "progress": "--no-progress", "model_params": "--param",
+}
+
+# Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
+RANGES = {
+    "steps": ">= 1", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "warmup_steps": ">= 0",
+    "grad_clip": ">= 0", "seed": f"in [0, {SEED_MAX}]", "eval_every": ">= 1", "eval_batch_size": ">= 1",
+    "log_every": ">= 1", "devices": ">= 1", "num_nodes": ">= 1",
+}
+
+
+def field_name(key: str) -> str:
+    """How a message names a field: ``--batch-size / field 'batch_size'`` (the flag, when it has one)."""
+    flag = FLAGS.get(key)
+    return f"{flag} / field '{key}'" if flag and key not in ("progress", "model_params") else f"field '{key}'"
 
 
 @dataclass
@@ -33,7 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 100
     lr_schedule: str = "cosine"  # "cosine" (decay to 0 after warm-up) or "constant"
-    grad_clip: float = 5.0
+    grad_clip: float = 5.0  # 0: no clipping
     seed: int = 0
     eval_every: int = 500
     eval_batch_size: int = 256
@@ -43,13 +77,15 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    progress: bool = True
+    progress: bool = False  # the Python API is quiet; ``deepgen train`` turns it on (--no-progress: off)
     model_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
         names = {f.name: f for f in dataclasses.fields(cls)}
         if data.get("model"):
+            from deepgen.models.registry import get_model_class
+
             # A model may declare better training defaults (e.g. a GAN's lr); explicit fields win.
             data = {**getattr(get_model_class(str(data["model"])), "train_defaults", {}), **data}
         kwargs = {}
@@ -65,24 +101,175 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def check(self, source: str = "config") -> None:
-        if not self.model:
-            raise ConfigError(f"{source}: field 'model' is required (see `deepgen list`)")
-        if not self.data:
-            raise ConfigError(f"{source}: field 'data' is required (a built-in name or a file path)")
-        for key in ("steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "devices", "num_nodes"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{source}: field '{key}' must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"{source}: field 'lr' must be > 0, got {self.lr}")
-        if self.context not in ("", "label"):
-            raise ConfigError(f"{source}: field 'context' must be 'label' or empty, got {self.context!r}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            raise ConfigError(f"{source}: field 'lr_schedule' must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        if not (isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
-                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas)):
-            raise ConfigError(f"{source}: field 'betas' must be two numbers in [0, 1), got {self.betas!r}")
+        """Validate every field (types, ranges, choices, what this machine can run, the model's
+        parameters); the first problem raises ConfigError with one line naming the field.
+
+        Nothing is written: :func:`deepgen.workflows.train.train` calls this before it creates
+        the run directory.
+        """
+        where = "" if source in ("config", "command line") else f"{source}: "
+        try:
+            self._check_types()
+            self._check_values()
+            self._check_data()
+            self._check_machine()
+            self._check_model()
+        except ConfigError as exc:
+            if where and not str(exc).startswith(where):
+                raise ConfigError(f"{where}{exc}") from None
+            raise
+
+    # --- the parts of check() ---------------------------------------------------
+    def _check_types(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            ok = {
+                "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                "str": lambda v: isinstance(v, str),
+                "bool": lambda v: isinstance(v, bool),
+            }.get(kind.split("[")[0])
+            if ok is not None and not ok(value):
+                raise ConfigError(f"{field_name(f.name)} must be {_KIND_WORDS.get(kind, kind)}, got {value!r}")
         if not isinstance(self.model_params, dict):
-            raise ConfigError(f"{source}: field 'model_params' must be a mapping")
+            raise ConfigError(f"field 'model_params' must be a mapping NAME: VALUE, got {self.model_params!r}")
+
+    def _check_values(self) -> None:
+        from deepgen.models.params import parse_constraint
+
+        if not self.model:
+            raise ConfigError("--model / field 'model' is required (see `deepgen list`)")
+        if not self.data:
+            raise ConfigError("--data / field 'data' is required (a built-in name or a file path)")
+        for key, text in RANGES.items():
+            value = getattr(self, key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{field_name(key)} must be a finite number, got {value!r}")
+            c = parse_constraint(text, f"TrainConfig.{key}")
+            if not c.allows(value):
+                raise ConfigError(f"{field_name(key)} must be {c.text}, got {value!r}")
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"{field_name('context')} must be 'label' or empty, got {self.context!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{field_name('lr_schedule')}: {unknown_name('schedule', self.lr_schedule, LR_SCHEDULES)}")
+        if not (isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas)):
+            raise ConfigError(f"field 'betas' must be two numbers in [0, 1), got {self.betas!r}")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"{field_name('accelerator')}: "
+                              f"{unknown_name('accelerator', self.accelerator, ACCELERATORS)}")
+        strategies = available_strategies()
+        if self.strategy not in strategies:
+            raise ConfigError(f"{field_name('strategy')}: {unknown_name('strategy', self.strategy, strategies)}")
+        precisions = accepted_precisions()
+        if self.precision not in precisions:
+            raise ConfigError(f"{field_name('precision')}: "
+                              f"{unknown_name('precision', self.precision, precisions)}")
+        if self.strategy == "single_device" and self.devices != 1:
+            raise ConfigError(f"{field_name('strategy')} 'single_device' runs on one device, but "
+                              f"{field_name('devices')} is {self.devices}; use --strategy ddp or --devices 1")
+
+    def _check_data(self) -> None:
+        """A built-in dataset name, or a user's file or folder that exists (read later, when training)."""
+        from deepgen.data import is_file_source, list_datasets
+        from deepgen.data.source import canonical_source
+
+        if is_file_source(self.data):
+            canonical_source(self.data)  # DataError naming the path when it does not exist
+        elif self.data not in list_datasets():
+            raise unknown_name("dataset", self.data, list_datasets())
+
+    def _check_machine(self) -> None:
+        """What this machine (and this Python environment) can run."""
+        import torch
+
+        acc = self.accelerator
+        if acc in ("gpu", "cuda"):
+            if not torch.cuda.is_available():
+                raise ConfigError(f"{field_name('accelerator')} is {acc!r} but torch.cuda.is_available() is False "
+                                  "on this machine (no CUDA GPU, or a CPU-only torch build); use --accelerator cpu")
+        elif acc == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                raise ConfigError(f"{field_name('accelerator')} is 'mps' but torch.backends.mps.is_available() is "
+                                  "False on this machine (Apple silicon GPU only); use --accelerator cpu")
+            if self.devices > 1:
+                raise ConfigError(f"{field_name('devices')} is {self.devices} but MPS has one device; use --devices 1")
+        elif acc == "tpu" and not _has_module("torch_xla"):
+            raise ConfigError(f"{field_name('accelerator')} is 'tpu' but torch_xla is not installed (no TPU "
+                              "support in this environment); use --accelerator cpu")
+        cuda_used = acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available())
+        if cuda_used and self.devices > torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ConfigError(f"{field_name('devices')} is {self.devices} but this machine has {count} CUDA "
+                              f"GPU{'s' if count != 1 else ''} (torch.cuda.device_count()); "
+                              f"use --devices {count} or fewer")
+        s = self.strategy
+        if s.startswith("deepspeed") and not _has_module("deepspeed"):
+            raise ConfigError(f"{field_name('strategy')} {s!r} needs the deepspeed package, which is not "
+                              "installed (pip install deepspeed); or use --strategy ddp")
+        if s.startswith("fsdp") and not cuda_used:
+            raise ConfigError(f"{field_name('strategy')} {s!r} needs CUDA GPUs (--accelerator gpu on a machine "
+                              "with one); use --strategy ddp on CPUs")
+        if (s.startswith("xla") or s in ("single_tpu", "single_xla")) and (acc not in ("tpu", "auto")
+                                                                           or not _has_module("torch_xla")):
+            raise ConfigError(f"{field_name('strategy')} {s!r} needs TPUs (--accelerator tpu and torch_xla "
+                              "installed); use --strategy auto or ddp")
+        if self.precision.startswith("transformer-engine") and not _has_module("transformer_engine"):
+            raise ConfigError(f"{field_name('precision')} {self.precision!r} needs the transformer_engine "
+                              "package, which is not installed; use 32-true or bf16-mixed")
+
+    def _check_model(self) -> None:
+        from deepgen.models.registry import check_model_params
+
+        check_model_params(self.model, self.model_params)
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_strategies() -> tuple[str, ...]:
+    """Lightning's registered strategy names and "auto"."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *sorted(StrategyRegistry.available_strategies()))
+
+
+def accepted_precisions() -> tuple[str, ...]:
+    """The precision values Lightning's Trainer accepts (as strings: "32" and 32 are the same here)."""
+    try:
+        from typing import get_args
+
+        from lightning.fabric.plugins.precision.precision import (
+            _PRECISION_INPUT_INT,
+            _PRECISION_INPUT_STR,
+            _PRECISION_INPUT_STR_ALIAS,
+        )
+
+        values = [*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS),
+                  *map(str, get_args(_PRECISION_INPUT_INT))]
+    except ImportError:
+        values = list(_PRECISIONS_FALLBACK)
+    return tuple(dict.fromkeys(values)) or _PRECISIONS_FALLBACK
+
+
+def train_field_defaults() -> dict[str, Any]:
+    """Every TrainConfig field's default (for ``deepgen train --help``)."""
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def _coerce(key, value, f, source):
@@ -106,8 +293,9 @@ def _coerce(key, value, f, source):
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: field '{key}' must be {kind}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{source}: {field_name(key)} must be {_KIND_WORDS.get(kind, kind)}, "
+                          f"got {value!r}") from None
     return value
 
 

@@ -5,6 +5,11 @@ It knows nothing of model internals: it minimises ``model.loss(batch)["loss"]``
 validates with ``model.log_prob``.  Validation draws its randomness from a fixed
 seed and restores the training RNG of every device afterwards
 (:mod:`deepgen.training.rng`), so validation never changes the training trajectory.
+
+A loss that becomes NaN or infinite stops training with a one-line
+:class:`~deepgen.errors.TrainingError` naming the step, the non-finite terms of
+``model.loss``, the learning rate and the last checkpoint (checked after every step,
+agreed across DDP processes, before anything of that step is saved).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import torch
 
 from deepgen.models.base import unpack_batch
 from deepgen.training.rng import get_rng_states, set_rng_states
-from deepgen.training.schedule import make_optimizer
+from deepgen.training.schedule import any_nonfinite, check_finite_loss, make_optimizer
 
 
 class LikelihoodModule(pl.LightningModule):
@@ -27,6 +32,9 @@ class LikelihoodModule(pl.LightningModule):
         self.step_offset = step_offset
         self.optimizer_states = optimizer_states
         self._rng_states = None
+        self._terms: dict = {}
+        # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
+        self.last_saved_step: int | None = None
 
     @property
     def absolute_step(self) -> int:
@@ -39,11 +47,15 @@ class LikelihoodModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = self.model.loss(batch)
+        self._terms = {k: v.detach() for k, v in out.items() if torch.is_tensor(v)}
         x, _ = unpack_batch(batch)
         for key, value in out.items():
             self.log(f"train/{key}", value.detach() if key == "loss" else value, prog_bar=key == "loss",
                      batch_size=len(x))
         return out["loss"]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        check_finite_loss(self, self._terms, any_nonfinite([self._terms.get("loss")]) if self._terms else None)
 
     def on_validation_epoch_start(self):
         self._rng_states = get_rng_states()

@@ -2,8 +2,10 @@
 
 The table has, per model: parameters, test NLL in nats per example and bits/dim
 with what kind of figure it is (exact; a bound; an importance-weighted estimate
-with k samples; none for implicit models), training steps/s and sampling
-samples/s.  It is written as Markdown and CSV next to a side-by-side sample figure.
+with k samples; none for implicit models), training wall time and steps/s and
+sampling samples/s.  It is written as Markdown (headed by the budget: steps,
+batch size, seed) and CSV next to a side-by-side sample figure whose panels carry
+each model's test NLL.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from deepgen.models.pretrained import load_model
 from deepgen.training.config import TrainConfig
 from deepgen.workflows.train import train
 
-COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "train_steps_per_s",
-           "sample_per_s", "steps"]
+COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "train_time_s",
+           "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
 
 
 @torch.no_grad()
@@ -39,6 +41,7 @@ def sampling_rate(model, n: int, seed: int = 0) -> tuple[float, torch.Tensor]:
 
 
 def describe_figure(scores: dict) -> str:
+    """What kind of figure a run's test NLL is: exact, a bound, an estimate (with k), or none."""
     if scores["density"] == "none":
         return "none (implicit model)"
     if scores["density"] == "estimate":
@@ -52,7 +55,8 @@ def describe_figure(scores: dict) -> str:
 
 def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_samples: int = 1000,
             overwrite: bool = False, progress: bool = True, extra: dict | None = None) -> list[dict]:
-    """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write the table."""
+    """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write
+    compare.md, compare.csv and samples.png into ``out`` and return the table's rows."""
     out = Path(out)
     splits = load_data(data)
     rows, pictures = [], []
@@ -67,16 +71,25 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
             scores = score_model(model, splits, "test", seed=seed, k=iw_samples)
             scores["iw_samples"] = iw_samples
         rate, samples = sampling_rate(model, 1000 if len(splits.spec.shape) == 1 else 100, seed)
+        steps_per_s = trained.get("train_steps_per_s")
         rows.append({
             "model": name, "family": model.family, "parameters": model.num_parameters(),
             "test_nll_nats": scores.get("nll_nats"), "test_bits_per_dim": scores.get("bits_per_dim"),
-            "figure": describe_figure(scores), "train_steps_per_s": trained.get("train_steps_per_s"),
-            "sample_per_s": rate, "steps": steps,
+            "figure": describe_figure(scores), "train_steps_per_s": steps_per_s,
+            "train_time_s": steps / steps_per_s if steps_per_s else None,
+            "sample_per_s": rate, "steps": steps, "batch_size": cfg.batch_size,
         })
-        pictures.append((name, samples))
-    write_tables(rows, out, splits.spec)
+        pictures.append((f"{name}\n{nll_caption(rows[-1])}", samples))
+    write_tables(rows, out, splits.spec, seed)
     plot_side_by_side(pictures, splits, out / "samples.png")
     return rows
+
+
+def nll_caption(row: dict) -> str:
+    """A row's test NLL for a picture: "test NLL 2.41 nats, 1.74 bits/dim", or "no density"."""
+    if row["test_nll_nats"] is None:
+        return "no density (implicit model)"
+    return f"test NLL {row['test_nll_nats']:.3f} nats, {row['test_bits_per_dim']:.3f} bits/dim"
 
 
 def _fmt(v, digits=3):
@@ -87,24 +100,40 @@ def _fmt(v, digits=3):
     return str(v)
 
 
-def write_tables(rows: list[dict], out: Path, spec) -> None:
+def budget_line(rows: list[dict], seed: int) -> str:
+    """The training budget of the models in ``rows``: steps, batch size (one figure when all agree) and seed."""
+    def same(key):
+        values = [r[key] for r in rows]
+        if len(set(values)) == 1:
+            return str(values[0])
+        return ", ".join(f"{r[key]} ({r['model']})" for r in rows)
+
+    return (f"Budget: {same('steps')} training steps of batch size {same('batch_size')} per model, seed {seed}; "
+            "train time is each model's wall-clock time in training, validation included, final scoring not.")
+
+
+def write_tables(rows: list[dict], out: Path, spec, seed: int = 0) -> None:
+    """compare.csv (:data:`COLUMNS`) and compare.md (what the figures are, the budget, the table)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     write_text(out / "compare.csv", buf.getvalue())
-    head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", "train steps/s", "samples/s"]
+    head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", "train time (s)", "train steps/s",
+            "samples/s"]
     lines = [f"Test split of `{spec.name}` ({spec.description}); NLL in nats per example, "
-             f"bits/dim = NLL / ({spec.dim} ln 2).", "",
+             f"bits/dim = NLL / ({spec.dim} ln 2).", "", budget_line(rows, seed) if rows else "", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
             r["model"], r["family"], f"{r['parameters']:,}", _fmt(r["test_nll_nats"]), _fmt(r["test_bits_per_dim"], 4),
-            r["figure"], _fmt(r["train_steps_per_s"], 1), _fmt(r["sample_per_s"], 0)]) + " |")
+            r["figure"], _fmt(r["train_time_s"], 1), _fmt(r["train_steps_per_s"], 1), _fmt(r["sample_per_s"], 0)])
+            + " |")
     write_text(out / "compare.md", "\n".join(lines) + "\n")
 
 
 def plot_side_by_side(pictures, splits, path) -> None:
+    """One panel per (title, samples) of ``pictures``: an image grid, or a 2-D scatter in the data's view."""
     n = len(pictures)
     fig, axes = subplots(1, n, figsize=(4 * n, 4.3), squeeze=False, layout="constrained")
     spec = splits.spec
@@ -120,7 +149,7 @@ def plot_side_by_side(pictures, splits, path) -> None:
             ax.set_xlim(b[0], b[1])
             ax.set_ylim(b[2], b[3])
             ax.set_aspect("equal", adjustable="box")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=10)
     fig.suptitle(f"samples on {spec.name}")
     save_figure(fig, path)
 

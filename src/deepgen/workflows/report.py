@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
-from deepgen.evaluation.plots import plot_2d, plot_image_grid, plot_image_rows, plot_training_curves
+from deepgen.evaluation.plots import (
+    MAX_PAIR_FEATURES, plot_2d, plot_image_grid, plot_image_rows, plot_pairs, plot_training_curves,
+)
 from deepgen.evaluation.scoring import score_model
 from deepgen.io import write_json
 
 SCORES_FILE = "scores.json"
+# Files of a run directory the end-of-training line names (in this order) when they exist;
+# then the pictures written by the report, and tensorboard/.
+RUN_FILES = ("config.yaml", "model.safetensors", "training_state.safetensors", "metrics.csv", SCORES_FILE,
+             "test_scores.csv")
 
 
 def draw_samples(model, n: int, temperature: float = 1.0, seed: int = 0, label_context=None,
@@ -27,37 +34,69 @@ def draw_samples(model, n: int, temperature: float = 1.0, seed: int = 0, label_c
         return model.sample(n, context=context, temperature=temperature), labels
 
 
+def samples_picture(spec) -> str | None:
+    """Which picture shows samples of data ``spec``: "density" (2-D vectors: samples over the
+    model's density map), "images" (an image grid), "pairs" (a pair plot of data and samples:
+    1-D and 3..16-D vectors), or None (vectors of more than 16 features: no picture)."""
+    if spec.is_image:
+        return "images"
+    if spec.shape == (2,):
+        return "density"
+    return "pairs" if spec.dim <= MAX_PAIR_FEATURES else None
+
+
+def plot_samples(model, data, samples, path, title: str, labels=None, label_context=None,
+                 ncol: int | None = None) -> None:
+    """Draw ``samples`` of ``model`` as :func:`samples_picture` says, beside ``data`` (the training
+    examples; None shows samples only).  ``labels`` colour 2-D samples by class."""
+    spec = model.spec
+    kind = samples_picture(spec)
+    if kind == "density":
+        plot_2d(model, data if data is not None else samples, samples, path, title, labels=labels,
+                label_context=label_context)
+    elif kind == "images":
+        plot_image_grid(samples, path, spec.levels, title, ncol=ncol)
+    elif kind == "pairs":
+        plot_pairs(data, samples, path, title, names=spec.feature_names)
+    else:
+        raise ValueError(f"no picture for {spec.dim}-dim vectors")
+
+
 def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 1.0, seed: int = 0,
-                       title_suffix: str = "", label_context=None):
-    """Draw seeded samples; a scatter over the density map (2-D) or an image grid.
+                       title_suffix: str = "", label_context=None) -> Path | None:
+    """Draw seeded samples and picture them (see :func:`samples_picture`): a scatter over the
+    density map (2-D), a pair plot against the training data (1-D, 3..16-D) or an image grid.
+    Returns the path written, or None when the data have no picture (more than 16 features).
 
     A class-conditional model on images gets one row per class (10 samples each).
     """
     spec = splits.spec
+    if samples_picture(spec) is None:
+        return None
     labels = None
     if model.is_conditional and spec.is_image:
         per = 10
         labels = torch.arange(label_context.num_classes).repeat_interleave(per)
         n = len(labels)
-    elif not len(spec.shape) == 1:
+    elif spec.is_image:
         n = min(n, 100)
     samples, labels = draw_samples(model, n, temperature, seed, label_context, labels)
     title = f"{model.name} on {spec.name}, T={temperature:g}{title_suffix}"
     if model.is_conditional and spec.is_image:
         title += f"; rows: classes {', '.join(label_context.classes)}"
-    if spec.shape == (2,):
-        plot_2d(model, splits.train, samples, path, title, labels=labels, label_context=label_context)
-    elif spec.is_image:
-        plot_image_grid(samples, path, spec.levels, title, ncol=10 if model.is_conditional else None)
-    return samples
+    plot_samples(model, splits.train, samples, path, title, labels=labels, label_context=label_context,
+                 ncol=10 if model.is_conditional else None)
+    return Path(path)
 
 
 @torch.no_grad()
-def write_representation_plots(model, splits, out, seed: int = 0, label_context=None) -> None:
-    """For models that encode: test images over their reconstructions, and latent interpolations."""
+def write_representation_plots(model, splits, out, seed: int = 0, label_context=None) -> list[str]:
+    """For models that encode: test images over their reconstructions, and latent interpolations.
+
+    Returns the names of the files written."""
     spec = splits.spec
     if not spec.is_image or not model.can("encode"):
-        return
+        return []
     x = splits.test[:16]
     ctx = label_context.one_hot(splits.split_labels("test")) if model.is_conditional else None
     with torch.random.fork_rng():
@@ -70,10 +109,15 @@ def write_representation_plots(model, splits, out, seed: int = 0, label_context=
             rows = [(f"test {i} -> test {i + 6}", paths[:, i]) for i in range(paths.shape[1])]
             plot_image_rows(rows, out / "interpolations.png", spec.levels, ncol=10,
                             title=f"{model.name}: latent interpolations")
+            return ["reconstructions.png", "interpolations.png"]
+    return ["reconstructions.png"]
 
 
 def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_size: int = 1,
                      verbose: bool = True, label_context=None) -> dict:
+    """Score the trained model on the test split (scores.json, test_scores.csv), write its
+    pictures (samples, data, training curves, reconstructions) and, if ``verbose``, print the
+    test figure and the files of the run directory that exist.  Returns the scores."""
     scores = score_model(model, splits, "test", seed=cfg.seed, batch_size=cfg.eval_batch_size,
                          csv_path=out / "test_scores.csv", label_context=label_context)
     scores["steps"] = max(table.rows) if table.rows else cfg.steps
@@ -81,11 +125,16 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     scores["world_size"] = world_size
     scores["parameters"] = model.num_parameters()
     write_json(out / SCORES_FILE, scores)
-    write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed, label_context=label_context)
+    pictures = []
+    if write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed, label_context=label_context):
+        pictures.append("samples.png")
     if splits.spec.is_image:
         plot_image_grid(splits.test[:100], out / "data.png", splits.spec.levels, f"{splits.spec.name} test data")
-    plot_training_curves(table, out / "training_curves.png", f"{model.name} on {splits.spec.name}")
-    write_representation_plots(model, splits, out, seed=cfg.seed, label_context=label_context)
+        pictures.append("data.png")
+    curves_title = f"{model.name} on {splits.spec.name}: training curves ({scores['steps']} steps)"
+    if plot_training_curves(table, out / "training_curves.png", curves_title) is not None:
+        pictures.append("training_curves.png")
+    pictures += write_representation_plots(model, splits, out, seed=cfg.seed, label_context=label_context)
     if verbose:
         if "nll_nats" in scores:
             figure = f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim)"
@@ -99,6 +148,7 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
                 for k, v in {**scores, **scores.get("modes", {})}.items()
                 if k in ("energy_distance", "modes_covered", "high_quality_pct"))
         print(f"{figure}, n={scores.get('n', '-')}, {steps_per_s:.1f} steps/s", file=sys.stderr)
-        print(f"wrote {out}/: config.yaml model.safetensors metrics.csv scores.json samples.png "
-              f"training_curves.png tensorboard/", file=sys.stderr)
+        files = [f for f in RUN_FILES if (out / f).exists()] + pictures
+        files += ["tensorboard/"] if (out / "tensorboard").is_dir() else []
+        print(f"wrote {out}/: {' '.join(files)}", file=sys.stderr)
     return scores

@@ -5,12 +5,25 @@ A run directory holds ``config.yaml`` (model config + training config),
 ``metrics.csv``, TensorBoard events under ``tensorboard/``, ``scores.json`` and
 PNG plots.  Every file is replaced atomically.  With ``devices > 1`` and
 ``strategy: ddp`` the same run trains data-parallel; only global rank 0 writes.
+
+Interrupts.  SIGINT (Ctrl-C) or SIGTERM during training stops it at the end of the
+current step (all DDP processes at the same step), saves a checkpoint of that step
+(weights, training state, metrics.csv: exactly what ``--resume`` continues from) and raises
+:class:`~deepgen.errors.TrainingInterrupted` (exit code 130 or 143) whose message says where
+the run is and the command that resumes it.  A second signal while a checkpoint is being
+written waits for it to finish; a second signal before the step ends aborts without saving
+(the run keeps its last checkpoint).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shlex
+import signal
+import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,14 +35,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from deepgen.data import load_data
 from deepgen.data.context import LabelContext
 from deepgen.data.source import canonical_labels, canonical_source, source_sha256
-from deepgen.errors import CheckpointError, ConfigError
+from deepgen.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from deepgen.io import read_yaml, write_yaml
 from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
 from deepgen.models.registry import build_model
 from deepgen.training.adapters import adapter_for
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import METRICS_FILE, MetricsTable
-from deepgen.training.progress import StepProgressBar
+from deepgen.training.progress import StepProgress
+from deepgen.training.schedule import schedule_lr
 from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
 from deepgen.workflows.report import SCORES_FILE, write_run_report, write_samples_plot
 
@@ -39,13 +53,128 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
+SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+def _note(text: str) -> None:
+    """A line on stderr from a signal handler: one unbuffered write, so it cannot collide with a
+    write the interrupted code was making through ``sys.stderr`` (skipped if stderr has no file)."""
+    try:
+        os.write(sys.stderr.fileno(), (text + "\n").encode())
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+class StopOnSignal(pl.Callback):
+    """SIGINT / SIGTERM ask training to stop at the end of the current step.
+
+    :meth:`installed` puts the handlers in place (main thread only) and restores the previous
+    ones on exit, also on error.  Lightning replaces the SIGTERM handler when ``fit`` starts
+    (its own would end training with ``SIGTERMException``), so ``on_train_start`` puts ours back;
+    Lightning restores ours when ``fit`` ends.  Before every step the request is agreed across
+    DDP processes (one ``max`` reduction) and all of them raise :class:`StopRequested`.
+
+    While :meth:`saving` is active, signals are only recorded, so a file pair being written
+    (weights + training state) is never cut in half; a second signal outside it raises
+    :class:`TrainingInterrupted` at once (``abort``).
+    """
+
+    def __init__(self):
+        self.signum: int | None = None  # the first signal received
+        self._saving = 0
+        self._abort_pending = False
+        self._previous: dict = {}
+        self.abort = None  # callable(signum) -> TrainingInterrupted, for a second signal
+
+    def __getstate__(self):  # picklable for ddp_spawn: no handlers, no callables
+        state = self.__dict__.copy()
+        state["_previous"], state["abort"] = {}, None
+        return state
+
+    # --- handlers -----------------------------------------------------------------
+    def _handler(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            if is_rank_zero():
+                _note(f"deepgen: {SIGNAL_NAMES.get(signum, signum)} received: saving a checkpoint at the end of "
+                      "this step (send it again to stop without saving)")
+            return
+        if self._saving:
+            self._abort_pending = True
+            return
+        if self.abort is not None:
+            raise self.abort(signum)
+
+    def _install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in SIGNAL_NAMES:
+            current = signal.getsignal(signum)
+            if current != self._handler:
+                self._previous.setdefault(signum, current)
+                signal.signal(signum, self._handler)
+
+    def _restore(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    @contextlib.contextmanager
+    def installed(self):
+        self._install()
+        try:
+            yield self
+        finally:
+            self._restore()
+
+    @contextlib.contextmanager
+    def saving(self):
+        """Defer signals while files are written; a second signal received meanwhile aborts afterwards."""
+        self._saving += 1
+        try:
+            yield
+        finally:
+            self._saving -= 1
+        if not self._saving and self._abort_pending and self.abort is not None:
+            self._abort_pending = False
+            raise self.abort(self.signum)
+
+    # --- hooks ----------------------------------------------------------------------
+    def on_train_start(self, trainer, module):
+        self._install()  # over Lightning's SIGTERM handler (or, in a spawned process, for the first time)
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is not None and getattr(connector, "received_sigterm", False):
+            connector.received_sigterm = False  # a SIGTERM it saw before this point is ours to handle
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        # Checked before a step, i.e. once the previous step is complete: its optimizer and schedule
+        # updates, its finite-loss check and any validation due.  Raising (instead of setting
+        # ``trainer.should_stop``, which would run an extra validation first) stops at once.
+        requested = float(self.signum or 0)
+        if trainer.world_size > 1:  # every process stops at the same step
+            flag = torch.tensor(requested, device=trainer.strategy.root_device)
+            requested = float(trainer.strategy.reduce(flag, reduce_op="max"))
+        if requested:
+            if self.signum is None:  # received by another process
+                self.signum = int(requested)
+            raise StopRequested(self.signum)
+
+
+class StopRequested(Exception):
+    """Raised inside ``trainer.fit`` between two steps when a stop signal was received."""
+
+
 class RunWriter(pl.Callback):
     """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
 
-    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits, run_extra: dict):
+    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits, run_extra: dict,
+                 guard: StopOnSignal | None = None):
         self.out, self.table, self.cfg, self.log_every, self.splits = out, table, cfg, cfg.log_every, splits
         self.run_extra = run_extra
         self.label_context = (LabelContext.from_dict(run_extra["context"]) if "context" in run_extra else None)
+        self.guard = guard
         self.t0 = time.perf_counter()
 
     def _row(self, trainer, prefix):
@@ -54,13 +183,20 @@ class RunWriter(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         step = module.absolute_step
         if step % self.log_every == 0 or step == 1:
-            row = self._row(trainer, "train/")
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-            row["time_s"] = round(time.perf_counter() - self.t0, 3)
-            self.table.update(step, row)
+            self.log_step(trainer, step)
+
+    def log_step(self, trainer, step: int) -> None:
+        """The training row of ``step`` (the step just taken): losses, learning rate, time."""
+        row = self._row(trainer, "train/")
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        row["time_s"] = round(time.perf_counter() - self.t0, 3)
+        self.table.update(step, row)
 
     def on_validation_end(self, trainer, module):
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
+            return
+        module.last_saved_step = module.absolute_step  # rank 0 saves it now (for the non-finite loss message)
+        if not trainer.is_global_zero:
             return
         self.table.update(module.absolute_step, self._row(trainer, "val/"))
         self.checkpoint(trainer, module)
@@ -72,9 +208,12 @@ class RunWriter(pl.Callback):
         module.model.train(was)
 
     def checkpoint(self, trainer, module):
-        save_model(module.model, self.out, extra=self.run_extra)
-        save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
-        self.table.write(self.out / METRICS_FILE)
+        """Weights, training state and metrics.csv of the current step; signals wait until all three are written."""
+        with self.guard.saving() if self.guard is not None else contextlib.nullcontext():
+            save_model(module.model, self.out, extra=self.run_extra)
+            save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
+            self.table.write(self.out / METRICS_FILE)
+            module.last_saved_step = module.absolute_step
 
 
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -164,24 +303,76 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
-def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, verbose: bool = True) -> dict:
+def resume_note(out: Path, cfg: TrainConfig, step_offset: int, saved_total, optimizer_states) -> str:
+    """One line on how a resumed run's learning rate continues.
+
+    The schedule is a function of the absolute step and the run's total: resuming with a
+    different ``--steps`` recomputes the cosine decay over the new total (from the warm-up end
+    to 0 at the new last step), so the lr jumps from its value on the saved schedule to its
+    value on the new one at the resumed step.
+    """
+    base = cfg.lr
+    if optimizer_states:
+        groups = optimizer_states[0].get("param_groups") or [{}]
+        base = float(groups[0].get("initial_lr", base))
+    now = schedule_lr(base, step_offset, cfg)
+    if not isinstance(saved_total, int) or saved_total == cfg.steps:
+        return f"resume: {out} from step {step_offset} of {cfg.steps} (lr {now:.1e})"
+    if cfg.lr_schedule != "cosine":
+        return f"resume: {saved_total} -> {cfg.steps} steps from step {step_offset} ({cfg.lr_schedule} lr {now:.1e})"
+    before = schedule_lr(base, step_offset, cfg, total=saved_total)
+    return (f"resume: {saved_total} -> {cfg.steps} steps; the cosine schedule now decays to 0 at step {cfg.steps} "
+            f"(lr at step {step_offset}: {before:.1e} on the saved schedule -> {now:.1e} now)")
+
+
+def interrupted_message(out: Path, step: int, cfg: TrainConfig, signum: int, saved: bool,
+                        last_saved: int | None = None) -> str:
+    name = SIGNAL_NAMES.get(signum, f"signal {signum}")
+    where = shlex.quote(str(out))
+    if saved:
+        head = (f"interrupted at step {step} of {cfg.steps} ({name}); saved {out} "
+                f"({WEIGHTS_FILE}, {STATE_FILE}, {METRICS_FILE})")
+    else:
+        kept = (f"{out} holds the checkpoint of step {last_saved}" if last_saved is not None
+                else f"{out} holds no checkpoint yet")
+        head = f"aborted at step {step} of {cfg.steps} (second {name}) without saving; {kept}"
+        if last_saved is None:
+            return f"{head}\nstart again with --overwrite"
+    if saved and step >= cfg.steps:
+        return f"{head}\ntraining had finished; the test scores were not written: deepgen score {where}"
+    return f"{head}\nresume with: deepgen train --resume {where} --steps {cfg.steps}"
+
+
+def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, verbose: bool = False,
+          progress: bool | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data`` into run directory ``out``; returns the scores dict.
 
     The final test figure is computed by :func:`deepgen.evaluation.scoring.score_model`,
     the same function ``deepgen score`` uses, so the two agree exactly.
+
+    Quiet by default: ``progress`` (default ``cfg.progress``) shows training progress on stderr
+    (:mod:`deepgen.training.progress`), ``verbose`` prints the final figures.  SIGINT / SIGTERM
+    save the current step and raise :class:`~deepgen.errors.TrainingInterrupted`; a loss that
+    becomes NaN or infinite raises :class:`~deepgen.errors.TrainingError` (the run keeps its
+    last checkpoint).  On processes other than global rank 0 it returns ``{}``.
     """
     quiet_lightning()
     out = Path(out)
+    if progress is not None:
+        cfg.progress = bool(progress)
     cfg.check()
     cfg.data = canonical_source(cfg.data)  # a run remembers its data exactly (absolute path, format, key)
     cfg.labels = canonical_labels(cfg.labels) or ""
-    prepare_run_dir(out, resume, overwrite)
     splits = load_data(cfg.data, labels=cfg.labels or None)
     label_context, params = label_setup(cfg, splits)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, splits.spec, params, strict=not resume)
+    if not resume:  # on resume the statistics come with the weights
+        model.fit_preprocessing(splits.train)
     cfg.model_params = dict(model.params)
+    # only now, when data and model are known to be good: a refused run leaves no directory behind
+    prepare_run_dir(out, resume, overwrite)
     run_extra = {"train": cfg.to_dict()}
     digest = source_sha256(cfg.data)
     if digest is not None:
@@ -191,6 +382,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
 
     table, step_offset, optimizer_states = MetricsTable(), 0, None
     if resume:
+        saved_total = (read_yaml(out / CONFIG_FILE).get("train") or {}).get("steps")
         load_weights(model, out / WEIGHTS_FILE)
         optimizer_states, step_offset, rng = load_training_state(out / STATE_FILE)
         if rng is not None:
@@ -198,12 +390,19 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         table = MetricsTable.read(out / METRICS_FILE)
         if step_offset >= cfg.steps:
             raise ConfigError(f"{out}: run already has {step_offset} steps; pass --steps larger than that")
+        if (verbose or cfg.progress) and is_rank_zero():
+            print(resume_note(out, cfg, step_offset, saved_total, optimizer_states), file=sys.stderr, flush=True)
     if is_rank_zero():  # written first, so an interrupted run still says what it was
         write_yaml(out / CONFIG_FILE, {"model_config": model.config(), **run_extra})
 
     module = adapter_for(model, cfg, step_offset, optimizer_states)
+    module.last_saved_step = step_offset if resume else None
     loader, val_loader = make_loaders(cfg, splits, label_context)
-    writer = RunWriter(out, table, cfg, splits, run_extra)
+    guard = StopOnSignal()
+    guard.abort = lambda signum: TrainingInterrupted(
+        interrupted_message(out, module.absolute_step, cfg, signum, saved=False, last_saved=module.last_saved_step),
+        128 + int(signum))
+    writer = RunWriter(out, table, cfg, splits, run_extra, guard=guard)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
@@ -213,16 +412,37 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         # adapters with manual optimization (GANs) clip their own gradients
         gradient_clip_val=(cfg.grad_clip or None) if module.automatic_optimization else None,
         logger=pl.loggers.TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False),
-        callbacks=[writer] + ([StepProgressBar(cfg.steps, step_offset)] if cfg.progress else []),
+        callbacks=[guard, writer] + ([StepProgress(cfg.steps, step_offset)] if cfg.progress else []),
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=cfg.log_every, num_sanity_val_steps=0,
         use_distributed_sampler=True,
     )
-    t0 = time.perf_counter()
-    trainer.fit(module, loader, val_loader)
-    train_seconds = time.perf_counter() - t0
+    with guard.installed():
+        t0 = time.perf_counter()
+        try:
+            trainer.fit(module, loader, val_loader)
+        except StopRequested:
+            pass
+        except SystemExit:  # Lightning's SIGTERMException, should its handler have seen the signal first
+            if guard.signum is None:
+                raise
+        except (TrainingError, TrainingInterrupted):
+            if trainer.is_global_zero:
+                raise
+            return {}  # every DDP process stops together; the message is rank 0's to give
+        train_seconds = time.perf_counter() - t0
+        guard.abort = None  # from here on, signals only wait for the checkpoint below
+        if trainer.is_global_zero:
+            module.model.cpu().eval()
+            if guard.signum is not None:  # metrics.csv gets the row of the step it stopped at
+                writer.log_step(trainer, module.absolute_step)
+            writer.checkpoint(trainer, module)
+    if guard.signum is not None:
+        if not trainer.is_global_zero:
+            return {}
+        raise TrainingInterrupted(interrupted_message(out, module.absolute_step, cfg, guard.signum, saved=True),
+                                  128 + int(guard.signum))
     if not trainer.is_global_zero:
         return {}
-    model = module.model.cpu().eval()
-    writer.checkpoint(trainer, module)
+    model = module.model
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
                             world_size=trainer.world_size, verbose=verbose, label_context=label_context)

@@ -20,7 +20,9 @@ judged by its samples (:mod:`deepgen.evaluation.sample_metrics`,
 Data scale.  For discrete data with L levels the generator ends in a sigmoid,
 so G(z) is in [0, 1]; real data are shown to D as x / (L - 1), and ``sample``
 returns round(G(z) (L - 1)), integers 0..L-1 on the data's own scale.  For
-continuous data G's output is unbounded and D sees the data as they are.
+continuous data G's output is unbounded and D sees the data standardised per
+feature, (x - m) / s with the training split's statistics (``standardize``;
+off: as they are); ``sample`` maps G(z) back, G(z) s + m.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DensityError
-from deepgen.losses.adversarial import get_adversarial_loss
+from deepgen.losses.adversarial import ADVERSARIAL_LOSSES, get_adversarial_loss
 from deepgen.models.base import GenerativeModel, unpack_batch
 from deepgen.models.players import Player
 from deepgen.nets import DCGANDiscriminator, DCGANGenerator, FlatMLP
@@ -64,16 +66,25 @@ class GAN(GenerativeModel):
     #   lets it settle (batch 512: 6/8/8 modes, 80-89%; batch 128, seeds 0-4: 8/7/8/7/8, 75-85%).
     train_defaults = {"lr": 1e-3, "betas": [0.5, 0.999], "lr_schedule": "cosine", "warmup_steps": 0}
 
+    param_constraints = {"latent": ">= 1", "hidden": ">= 2", "depth": ">= 1", "arch": ARCHS,
+                         "loss": tuple(ADVERSARIAL_LOSSES), "d_steps": ">= 1", "context_features": ">= 0"}
+
     def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 128, depth: int = 2, arch: str = "auto",
-                 loss: str = "nonsaturating", d_steps: int = 1, context_features: int = 0):
+                 loss: str = "nonsaturating", d_steps: int = 1, context_features: int = 0, standardize: bool = True):
+        """Build a GAN for data ``spec``.
+
+        Args:
+            latent: dimension of the noise z ~ N(0, I) fed to the generator.
+            hidden: MLP width; for the conv pair, the channels at H/4 (halved at H/2).
+            depth: MLP hidden layers; conv: 1 + extra 3x3 layers per resolution.
+            arch: "auto" (conv for images, mlp for vectors), "mlp" or "conv".
+            loss: "nonsaturating" (G maximises log D(G(z))) or "minimax" (G minimises log(1 - D(G(z)))).
+            d_steps: discriminator updates per generator update.
+            context_features: size of the context vector of a conditional GAN (appended to z, shown to D).
+            standardize: continuous data: G and D work on (x - mean) / std per feature; samples are mapped back.
+        """
         super().__init__(spec, latent=latent, hidden=hidden, depth=depth, arch=arch, loss=loss,
-                         d_steps=d_steps, context_features=context_features)
-        for key, value, low in (("latent", latent, 1), ("hidden", hidden, 2), ("depth", depth, 1),
-                                ("d_steps", d_steps, 1)):
-            if value < low:
-                raise ConfigError(f"gan: parameter '{key}' must be >= {low}, got {value}")
-        if arch not in ARCHS:
-            raise ConfigError(f"gan: parameter 'arch' must be one of {', '.join(ARCHS)}; got {arch!r}")
+                         d_steps=d_steps, context_features=context_features, standardize=standardize)
         if spec.levels is not None and spec.levels < 2:
             raise ConfigError(f"gan: data '{spec.name}' has {spec.levels} level; need at least 2")
         self.losses = get_adversarial_loss(loss)
@@ -118,8 +129,8 @@ class GAN(GenerativeModel):
         return self.discriminator(x_scaled, context).squeeze(-1)
 
     def to_d_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """Data scale -> D's scale: x / (L - 1) for L levels, unchanged for continuous data."""
-        return x / (self.spec.levels - 1) if self.spec.levels is not None else x
+        """Data scale -> D's scale: x / (L - 1) for L levels, standardised (x - m) / s for continuous data."""
+        return x / (self.spec.levels - 1) if self.spec.levels is not None else self.to_model_space(x)
 
     def noise(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         return torch.randn(n, self.latent, device=self.device) * temperature
@@ -177,5 +188,5 @@ class GAN(GenerativeModel):
         with torch.no_grad():
             g = self.generate(self.noise(n, temperature), context)
         if self.spec.levels is not None:
-            g = torch.round(g * (self.spec.levels - 1))
-        return g
+            return torch.round(g * (self.spec.levels - 1))
+        return self.from_model_space(g)

@@ -3,7 +3,9 @@
     log p(x) = log p_Z(f(x)) + log|det df/dx|,     x = f^{-1}(z), z ~ p_Z
 
 On discrete data the flow models y = (k + u) / L and reports the dequantized
-bound log p_Y(y) - D log L (see :mod:`deepgen.data.dequantize`).
+bound log p_Y(y) - D log L (see :mod:`deepgen.data.dequantize`).  On continuous
+data it models the standardised y = (x - m) / s and reports
+log p_Y(y) - sum_d log s_d (see :class:`~deepgen.models.base.GenerativeModel`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class Flow(GenerativeModel):
         correction = 0.0
         if self.spec.levels is not None:
             x, correction = dequantize(x, self.spec.levels)
+        else:
+            x, correction = self.to_model_space(x), self.preprocess_log_det()
         z, logabsdet = self.transform(x, context)
         return self.base.log_prob(z) + logabsdet + correction
 
@@ -44,8 +48,8 @@ class Flow(GenerativeModel):
         z = self.base.sample(n, temperature)
         y, _ = self.transform.inverse(z, context)
         if self.spec.levels is not None:
-            y = quantize(y, self.spec.levels)
-        return y
+            return quantize(y, self.spec.levels)
+        return self.from_model_space(y)
 
     def distribution(self, context=None) -> "FlowDistribution":
         """A ``torch.distributions.Distribution`` view (continuous data only)."""
@@ -77,7 +81,8 @@ class FlowDistribution(torch.distributions.Distribution):
     def rsample(self, sample_shape=torch.Size()):
         n = int(torch.Size(sample_shape).numel())
         z = self.flow.base.sample(n)
-        x, _ = self.flow.transform.inverse(z, self._context(n))
+        y, _ = self.flow.transform.inverse(z, self._context(n))
+        x = self.flow.from_model_space(y)
         return x.reshape(*sample_shape, *self.event_shape)
 
     def sample(self, sample_shape=torch.Size()):

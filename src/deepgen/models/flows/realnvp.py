@@ -80,18 +80,30 @@ class RealNVP(Flow):
     shape_params = {"vector": ("couplings", "hidden", "depth"),
                     "image": ("scales", "channels", "blocks", "logit_alpha")}
 
+    param_constraints = {"couplings": ">= 1", "hidden": ">= 1", "depth": ">= 0", "scales": ">= 1",
+                         "channels": ">= 1", "blocks": ">= 0", "scale_bound": "> 0", "logit_alpha": "in [0, 0.5)",
+                         "context_features": ">= 0"}
+
     def __init__(self, spec: DataSpec, couplings: int = 8, hidden: int = 64, depth: int = 2,
                  scales: int = 2, channels: int = 32, blocks: int = 1, scale_bound: float = 3.0,
-                 logit_alpha: float = 0.05, context_features: int = 0):
+                 logit_alpha: float = 0.05, context_features: int = 0, standardize: bool = True):
+        """Build a RealNVP for data ``spec``.
+
+        Args:
+            couplings: affine coupling layers (vectors); the masks alternate halves.
+            hidden: units per hidden layer of each coupling's conditioner MLP (vectors).
+            depth: hidden layers of each conditioner MLP (vectors).
+            scales: multi-scale levels (images); each ends with a squeeze and factors out half.
+            channels: channels of each conditioner ResNet (images).
+            blocks: residual blocks per conditioner ResNet (images).
+            scale_bound: bound B of the log-scales, soft-clamped to B tanh(s / B).
+            logit_alpha: images: model logit(alpha + (1 - 2 alpha) y) of the dequantized pixels (0: off).
+            context_features: size of the context vector of a conditional flow p(x | c) (0: unconditional).
+            standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
+        """
         super().__init__(spec, couplings=couplings, hidden=hidden, depth=depth, scales=scales, channels=channels,
                          blocks=blocks, scale_bound=scale_bound, logit_alpha=logit_alpha,
-                         context_features=context_features)
-        for key, value, low in (("couplings", couplings, 1), ("hidden", hidden, 1), ("depth", depth, 0),
-                                ("channels", channels, 1), ("blocks", blocks, 0)):
-            if value < low:
-                raise ConfigError(f"realnvp: parameter '{key}' must be >= {low}, got {value}")
-        if scale_bound <= 0:
-            raise ConfigError(f"realnvp: parameter 'scale_bound' must be > 0, got {scale_bound}")
+                         context_features=context_features, standardize=standardize)
         if spec.is_image:
             layers = image_realnvp(spec.shape, scales, channels, blocks, scale_bound, context_features)
             if logit_alpha > 0:

@@ -58,18 +58,30 @@ class VAE(GenerativeModel):
     description = "variational autoencoder: ELBO training, importance-weighted log p(x) (k samples)"
     train_defaults = {"steps": 3000}  # digits: val IWAE bottoms out near 3000 steps, then overfits
 
+    param_constraints = {"latent": ">= 1", "hidden": ">= 1", "channels": ">= 1", "depth": ">= 0",
+                         "arch": ("auto", "mlp", "conv"), "decoder": ("auto",) + DECODERS, "beta": ">= 0",
+                         "iw_samples": ">= 1", "context_features": ">= 0"}
+
     def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 256, channels: int = 64, depth: int = 2,
                  arch: str = "auto", decoder: str = "auto", beta: float = 1.0, iw_samples: int = 100,
-                 context_features: int = 0):
+                 context_features: int = 0, standardize: bool = True):
+        """Build a VAE for data ``spec``.
+
+        Args:
+            latent: dimension of the latent z ~ N(0, I).
+            hidden: units per hidden layer of the MLP encoder and decoder (arch mlp).
+            channels: channels at the coarsest resolution of the conv encoder/decoder (arch conv).
+            depth: hidden layers of each MLP, or stride-2 stages of each conv net.
+            arch: "auto" (conv for images, mlp for vectors), "mlp" or "conv".
+            decoder: likelihood p(x | z): "auto", "bernoulli", "categorical", "logistic" or "gaussian".
+            beta: weight of the KL term in the training loss (1: the ELBO; log_prob always uses 1).
+            iw_samples: importance samples k of log_prob's IWAE bound (and of scores).
+            context_features: size of the context vector of a conditional model p(x | c) (0: unconditional).
+            standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
+        """
         super().__init__(spec, latent=latent, hidden=hidden, channels=channels, depth=depth, arch=arch,
-                         decoder=decoder, beta=beta, iw_samples=iw_samples, context_features=context_features)
-        if latent < 1 or hidden < 1 or channels < 1 or depth < 0:
-            raise ConfigError(f"vae needs latent >= 1, hidden >= 1, channels >= 1, depth >= 0; "
-                              f"got {latent}, {hidden}, {channels}, {depth}")
-        if beta < 0 or iw_samples < 1:
-            raise ConfigError(f"vae needs beta >= 0, iw_samples >= 1; got {beta}, {iw_samples}")
-        if arch not in ("auto", "mlp", "conv"):
-            raise ConfigError(f"vae arch must be auto, mlp or conv; got {arch!r}")
+                         decoder=decoder, beta=beta, iw_samples=iw_samples, context_features=context_features,
+                         standardize=standardize)
         if arch == "auto":
             arch = "conv" if spec.is_image else "mlp"
         if arch == "conv" and not spec.is_image:
@@ -96,6 +108,8 @@ class VAE(GenerativeModel):
         # The encoder sees discrete levels scaled to [0, 1]; the likelihood scores the raw levels.
         if self.spec.levels is not None:
             x = x / (self.spec.levels - 1)
+        else:
+            x = self.to_model_space(x)
         return x if self.arch == "conv" else x.reshape(len(x), -1)
 
     def encode(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,13 +128,16 @@ class VAE(GenerativeModel):
         return out.reshape(len(z), *self.spec.shape, p)
 
     def log_likelihood(self, x, z, context=None) -> torch.Tensor:
-        """log p(x | z) per example (nats), summed over every data dimension."""
-        return self.likelihood.log_prob(x, self.decoder_params(z, context)).reshape(len(x), -1).sum(-1)
+        """log p(x | z) per example (nats, data units), summed over every data dimension.
+
+        On continuous data the decoder models y = (x - m) / s: log p(x | z) = log p(y | z) - sum_d log s_d."""
+        lp = self.likelihood.log_prob(self.to_model_space(x), self.decoder_params(z, context))
+        return lp.reshape(len(x), -1).sum(-1) + self.preprocess_log_det()
 
     def decode(self, z: torch.Tensor, context: torch.Tensor | None = None, mean: bool = False) -> torch.Tensor:
         """A draw from p(x | z) on the data's scale, or its mean E[x | z] with ``mean=True``."""
         params = self.decoder_params(z, context)
-        return self.likelihood.mean(params) if mean else self.likelihood.sample(params)
+        return self.from_model_space(self.likelihood.mean(params) if mean else self.likelihood.sample(params))
 
     # --- objectives ---------------------------------------------------------------
     def _elbo_terms(self, x, context=None):
