@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from deepgen.errors import ConfigError, DeepgenError
+from deepgen.errors import ConfigError, DeepgenError, TrainingInterrupted
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -306,9 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     except DeepgenError as exc:
         if args.debug:
             raise
-        print(f"deepgen: error: {exc}", file=sys.stderr)
+        kind = "" if isinstance(exc, TrainingInterrupted) else "error: "  # a stop asked for is no error
+        print(f"deepgen: {kind}{exc}", file=sys.stderr)
         # 2 for a user error; a TrainingInterrupted carries 128 + signal (130 SIGINT, 143 SIGTERM)
         return getattr(exc, "exit_code", 2)
+    except BrokenPipeError:  # e.g. `deepgen score RUN | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("deepgen: interrupted", file=sys.stderr)
         return 130

@@ -61,7 +61,7 @@ class MADE(GenerativeModel):
     family = "autoregressive"
     density = "exact"
     capabilities = frozenset({"log_prob", "complete", "conditional"})
-    description = "MADE masked autoregressive MLP (exact density); Bernoulli/categorical/Gaussian conditionals"
+    description = "MADE masked autoregressive MLP (exact density); Bernoulli, categorical, logistic-mixture or Gaussian conditionals"
     train_defaults = {"lr": 3e-3}  # tuned on digits / digits-binary (3000 steps); the masks regularize
 
     param_constraints = {"hidden": ">= 1", "depth": ">= 0", "num_masks": ">= 1", "order": ("natural", "random"),
