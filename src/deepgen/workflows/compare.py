@@ -54,7 +54,7 @@ def describe_figure(scores: dict) -> str:
 
 
 def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_samples: int = 1000,
-            overwrite: bool = False, progress: bool = True, extra: dict | None = None) -> list[dict]:
+            overwrite: bool = False, progress: bool = False, extra: dict | None = None) -> list[dict]:
     """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write
     compare.md, compare.csv and samples.png into ``out`` and return the table's rows."""
     out = Path(out)
