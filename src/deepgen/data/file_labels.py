@@ -53,24 +53,25 @@ def load_labelled_file(source: str, labels: str | None = None) -> tuple[torch.Te
     """
     fmt, path, key = resolve_source(source)
     if labels == NO_LABELS:
-        a, levels, desc = read_examples(fmt, path, key)
-        return (*finish(a, levels, path, desc), None)
+        a, levels, desc, features = read_examples(fmt, path, key)
+        return (*finish(a, levels, path, desc, features=features), None)
+    features = None
     if fmt == "csv":
-        a, found = csv_labels(path, labels)
+        a, found, features = csv_labels(path, labels)
         levels, desc = None, "csv"
     elif fmt == "images":
         files = image_files(path)
         found = folder_labels(path, files, labels)
         a, levels, desc = read_images(path, files).transpose(0, 3, 1, 2), 256, "images"
     else:
-        a, levels, desc = read_examples(fmt, path, key)
+        a, levels, desc, _ = read_examples(fmt, path, key)
         if fmt == "idx":
             found = idx_labels(path, labels, len(a))
         elif desc == "npz":
             found = npz_labels(path, key, labels, len(a))
         else:
             found = npy_labels(path, labels, len(a))
-    x, spec = finish(a, levels, path, desc, found.classes if found else ())
+    x, spec = finish(a, levels, path, desc, found.classes if found else (), features)
     return x, spec, found
 
 
@@ -169,11 +170,12 @@ def _npz_auto(z, path: str, candidates: list[str], n: int) -> Labels | None:
     return None
 
 
-def csv_labels(path: str, labels: str | None) -> tuple[np.ndarray, Labels | None]:
-    """Features (N, D) of a CSV table and the labels in column ``labels`` (a name or col:K), taken out."""
+def csv_labels(path: str, labels: str | None) -> tuple[np.ndarray, Labels | None, tuple[str, ...] | None]:
+    """Features (N, D) of a CSV table, the labels in column ``labels`` (a name or col:K), taken out,
+    and the header's names of the feature columns (None without a header)."""
     table = read_csv(path, labels)
     if table.label_cells is None:
-        return table.features, None
+        return table.features, None, table.names
     where = f"{path}: {table.label_column}"
     for cell, line in zip(table.label_cells, table.lines):
         if not cell:
@@ -182,7 +184,7 @@ def csv_labels(path: str, labels: str | None) -> tuple[np.ndarray, Labels | None
         values = np.array([float(c) for c in table.label_cells])
     except ValueError:  # some cell is not a number: string labels
         values = np.array(table.label_cells, dtype=str)
-    return table.features, encode_labels(values, where)
+    return table.features, encode_labels(values, where), table.names
 
 
 def folder_labels(path: str, files: list[str], labels: str | None) -> Labels | None:

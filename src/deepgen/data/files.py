@@ -152,12 +152,10 @@ def _to_examples(a: np.ndarray, path: str) -> tuple[np.ndarray, int | None]:
     return a, _levels(a, image=a.ndim == 4)
 
 
-def finish(a: np.ndarray, levels: int | None, path: str, fmt: str,
-           classes: tuple[str, ...] = ()) -> tuple[torch.Tensor, DataSpec]:
-    """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description.
-
-    The spec's ``features`` are the column names a :class:`NamedColumns` array ``a`` carries."""
-    features = getattr(a, "column_names", None)
+def finish(a: np.ndarray, levels: int | None, path: str, fmt: str, classes: tuple[str, ...] = (),
+           features: tuple[str, ...] | None = None) -> tuple[torch.Tensor, DataSpec]:
+    """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description,
+    ``features`` (a table's column names, or None) into the spec."""
     with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, caught below
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     shape = tuple(x.shape[1:])
@@ -269,22 +267,10 @@ def npz_data_key(keys: list[str], path: str, key: str | None) -> str:
     return key
 
 
-class NamedColumns(np.ndarray):
-    """A (N, D) array of a table's features that remembers the header names of its D columns.
-
-    ``column_names`` is a tuple of D names, or None for a table without a header.  Only the
-    array :func:`read_csv` returns carries them (a slice or copy has None), so whichever route
-    the features take to :func:`finish` (with or without a labels column), the names reach the spec.
-    """
-
-    column_names: tuple[str, ...] | None = None
-
-
 class CsvTable(NamedTuple):
     """A CSV table: numeric features (N, D) float64 and, if a labels column was taken out, its cells.
 
-    ``features`` is a :class:`NamedColumns` array; ``names`` (the same as its ``column_names``)
-    are the header's names of the feature columns, or None without a header row."""
+    ``names`` are the header's names of the feature columns, or None without a header row."""
 
     features: np.ndarray
     label_cells: list[str] | None
@@ -368,17 +354,11 @@ def read_csv(path: str, label: str | None = None) -> CsvTable:
                     raise _err(path, f"line {line}, column {i + 1}: '{row[i][:40]}' is not a number; "
                                "expected numeric cells") from None
         raise _err(path, "could not parse the table as numbers; expected numeric cells") from None
-    features = features.view(NamedColumns)
-    features.column_names = None if names is None else tuple(names[i] for i in keep)
+    feature_names = None if names is None else tuple(names[i] for i in keep)
     if col is None:
-        return CsvTable(features, None, "", lines, features.column_names)
+        return CsvTable(features, None, "", lines, feature_names)
     where = f"column '{names[col]}'" if names else f"column {col}"
-    return CsvTable(features, [row[col] for row in rows], where, lines, features.column_names)
-
-
-def _load_csv(path: str, key: str | None) -> tuple[np.ndarray, str]:
-    """Every column of a CSV table as continuous features."""
-    return read_csv(path).features, "csv"
+    return CsvTable(features, [row[col] for row in rows], where, lines, feature_names)
 
 
 def _is_number(cell: str) -> bool:
@@ -439,7 +419,6 @@ _LOADERS: dict[str, Callable[[str, str | None], tuple[np.ndarray, str]]] = {
     "idx": _load_idx,
     "npy": _load_numpy,
     "npz": _load_numpy,
-    "csv": _load_csv,
     "images": _load_images,
 }
 
@@ -452,15 +431,17 @@ def resolve_source(source: str) -> tuple[str, str, str | None]:
     return fmt or _guess_format(path), path, key
 
 
-def read_examples(fmt: str, path: str, key: str | None) -> tuple[np.ndarray, int | None, str]:
-    """The examples of a resolved source in (N, D) or NCHW layout, their levels, and a format description."""
-    a, fmt_desc = _LOADERS[fmt](path, key)
+def read_examples(fmt: str, path: str, key: str | None) -> tuple[np.ndarray, int | None, str, tuple[str, ...] | None]:
+    """The examples of a resolved source in (N, D) or NCHW layout, their levels, a format description
+    and the feature names (a CSV header's; None otherwise)."""
     if fmt == "csv":
-        return a, None, fmt_desc
+        table = read_csv(path)
+        return table.features, None, "csv", table.names
+    a, fmt_desc = _LOADERS[fmt](path, key)
     if fmt == "images":
-        return a.transpose(0, 3, 1, 2), 256, fmt_desc
+        return a.transpose(0, 3, 1, 2), 256, fmt_desc, None
     a, levels = _to_examples(a, path)
-    return a, levels, fmt_desc
+    return a, levels, fmt_desc, None
 
 
 def load_file(path: str) -> tuple[torch.Tensor, DataSpec]:
@@ -470,5 +451,5 @@ def load_file(path: str) -> tuple[torch.Tensor, DataSpec]:
     class labels too, see :func:`deepgen.data.file_labels.load_labelled_file`.
     """
     fmt, path, key = resolve_source(path)
-    a, levels, fmt_desc = read_examples(fmt, path, key)
-    return finish(a, levels, path, fmt_desc)
+    a, levels, fmt_desc, features = read_examples(fmt, path, key)
+    return finish(a, levels, path, fmt_desc, features=features)
