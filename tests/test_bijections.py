@@ -6,7 +6,8 @@ both directions; gradients reach every parameter; eval mode equals train mode.
 
 import pytest
 import torch
-from torch import nn
+
+from bijection_checks import jacobian_logdet, perturb
 
 from deepgen.bijections import (
     Affine, AffineCoupling, Compose, FactorOut, Inverse, Logit, Squeeze,
@@ -19,13 +20,7 @@ from deepgen.nets import MLP, ConvResNet
 CTX = 3
 
 
-def _perturb(module: nn.Module, scale=0.3):
-    """Zero-initialised conditioners make an identity; randomise them so the tests see a real map."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+_perturb = perturb
 
 
 def vector_coupling(ctx=0, affine=True):
@@ -69,21 +64,6 @@ def make(name):
         x = torch.rand(n, *shape, dtype=torch.float64) * 0.9 + 0.05
     ctx = torch.randn(n, CTX, dtype=torch.float64) if uses_ctx else None
     return bij, x, ctx
-
-
-def jacobian_logdet(fn, x, ctx):
-    """log|det J| per example from the autograd Jacobian of one example at a time."""
-    out = []
-    for i in range(len(x)):
-        c = None if ctx is None else ctx[i : i + 1]
-
-        def f(xi):
-            y, _ = fn(xi.reshape(1, *x.shape[1:]), c)
-            return y.reshape(-1)
-
-        jac = torch.autograd.functional.jacobian(f, x[i].reshape(-1), vectorize=True)
-        out.append(torch.linalg.slogdet(jac)[1])
-    return torch.stack(out)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -43,3 +43,17 @@ class FactorOut(Bijection):
     def inverse(self, y, context=None):
         out, ld = self.inner.inverse(y[:, self.keep :], context)
         return torch.cat([y[:, : self.keep], out], 1), ld
+
+
+class Flatten(Bijection):
+    """(B, *shape) <-> (B, D): lets a vector flow (MAF, NICE, splines) model images; log|det| = 0."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x, context=None):
+        return x.reshape(len(x), -1), x.new_zeros(len(x))
+
+    def inverse(self, y, context=None):
+        return y.reshape(len(y), *self.shape), y.new_zeros(len(y))

@@ -22,11 +22,13 @@ _DIGITS = ("digits", "digits-binary")
 
 
 def list_datasets() -> dict[str, str]:
-    """Built-in dataset name -> one-line description (with the number of classes where labelled)."""
+    """Built-in dataset name -> one-line description (with the number of classes where labelled),
+    and the unnormalised targets ``energy-u1`` .. ``energy-u4`` for variational inference."""
     from deepgen.data.digits import DESCRIPTIONS
+    from deepgen.data.energy import TARGETS
     from deepgen.data.toy2d import TOY_DATASETS
 
-    return {**TOY_DATASETS, **DESCRIPTIONS}
+    return {**TOY_DATASETS, **DESCRIPTIONS, **{k: t.spec.description for k, t in TARGETS.items()}}
 
 
 def is_file_source(name: str) -> bool:
@@ -43,6 +45,12 @@ def load_data(name: str, labels: str | None = None) -> Splits:
     """
     if labels is not None and not isinstance(labels, str):
         raise DataError(f"labels {labels!r}: expected a string (a label file, .npz key, CSV column or 'folders')")
+    from deepgen.data.energy import is_target
+
+    if is_target(name):
+        raise DataError(f"'{name}' is an unnormalised target exp(-U) for variational inference: it has no samples "
+                        f"to load or score likelihoods on; fit a flow to it (deepgen train --model planar --data "
+                        f"{name}) and score that run")
     builtin = _load_builtin(name)
     if builtin is not None:
         return _builtin_labels(builtin, labels)

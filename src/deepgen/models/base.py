@@ -68,6 +68,8 @@ CAPABILITIES = {
     "complete": "sample(n, conditioned_on=x) fills entries of x marked NaN",
     "dequantize": "on discrete data log_prob is a dequantized bound on log P(k)",
     "conditional": "accepts a context (context_features > 0 builds p(x | context))",
+    "sample_log_prob": "sample_and_log_prob(n, context): differentiable samples with their log-density "
+                       "(fits an unnormalised target exp(-U): variational inference)",
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from deepgen.data import load_data
+from deepgen.data.energy import load_target
 from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subplots
 from deepgen.evaluation.scoring import score_model
 from deepgen.io import write_text
@@ -25,6 +26,9 @@ from deepgen.models.pretrained import load_model
 from deepgen.training.config import TrainConfig
 from deepgen.workflows.train import train
 
+# Variational inference on an unnormalised target (deepgen.data.energy): bound and gap columns instead of NLLs.
+TARGET_COLUMNS = ["model", "family", "parameters", "elbo_nats", "log_z_is", "log_z_true", "kl_nats", "forward_kl_nats",
+                  "ess_fraction", "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
 COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "train_time_s",
            "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
 
@@ -56,9 +60,14 @@ def describe_figure(scores: dict) -> str:
 def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_samples: int = 1000,
             overwrite: bool = False, progress: bool = False, extra: dict | None = None) -> list[dict]:
     """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write
-    compare.md, compare.csv and samples.png into ``out`` and return the table's rows."""
+    compare.md, compare.csv and samples.png into ``out`` and return the table's rows.
+
+    ``data`` may be an unnormalised target (``energy-u1`` ...): the models are then fitted by
+    variational inference and the table has ELBO, log Z and KL(q || p) instead of test NLLs."""
     out = Path(out)
-    splits = load_data(data)
+    target = load_target(data)
+    splits = load_data(data) if target is None else None
+    spec = splits.spec if target is None else target.spec
     rows, pictures = [], []
     for name in models:
         cfg = TrainConfig.from_dict({"model": name, "data": data, "steps": steps, "seed": seed,
@@ -67,6 +76,15 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
         trained = train(cfg, run_dir, overwrite=overwrite, verbose=progress)
         model = load_model(run_dir)
         scores = trained
+        if target is not None:
+            rate, samples = sampling_rate(model, 1000, seed)
+            steps_per_s = trained.get("train_steps_per_s")
+            rows.append({"model": name, "family": model.family, "parameters": model.num_parameters(),
+                         **{k: trained[k] for k in TARGET_COLUMNS[3:9]}, "train_steps_per_s": steps_per_s,
+                         "train_time_s": steps / steps_per_s if steps_per_s else None, "sample_per_s": rate,
+                         "steps": steps, "batch_size": cfg.batch_size})
+            pictures.append((f"{name}\nKL(q||p) {trained['kl_nats']:.3f} nats", samples))
+            continue
         if model.density == "bound":
             scores = score_model(model, splits, "test", seed=seed, k=iw_samples)
             scores["iw_samples"] = iw_samples
@@ -80,8 +98,13 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
             "sample_per_s": rate, "steps": steps, "batch_size": cfg.batch_size,
         })
         pictures.append((f"{name}\n{nll_caption(rows[-1])}", samples))
-    write_tables(rows, out, splits.spec, seed)
-    plot_side_by_side(pictures, splits, out / "samples.png")
+    if target is not None:
+        write_target_tables(rows, out, target, seed)
+        lo, hi = target.view
+        plot_side_by_side(pictures, spec, out / "samples.png", bounds=(lo, hi, lo, hi))
+    else:
+        write_tables(rows, out, spec, seed)
+        plot_side_by_side(pictures, spec, out / "samples.png", bounds=plot_bounds(splits.train))
     return rows
 
 
@@ -112,13 +135,33 @@ def budget_line(rows: list[dict], seed: int) -> str:
             "train time is each model's wall-clock time in training, validation included, final scoring not.")
 
 
-def write_tables(rows: list[dict], out: Path, spec, seed: int = 0) -> None:
-    """compare.csv (:data:`COLUMNS`) and compare.md (what the figures are, the budget, the table)."""
+def write_csv(rows: list[dict], columns: list[str], path: Path) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    write_text(out / "compare.csv", buf.getvalue())
+    write_text(path, buf.getvalue())
+
+
+def write_target_tables(rows: list[dict], out: Path, target, seed: int = 0) -> None:
+    """compare.csv (:data:`TARGET_COLUMNS`) and compare.md for models fitted to an unnormalised target."""
+    write_csv(rows, TARGET_COLUMNS, out / "compare.csv")
+    head = ["model", "family", "params", "ELBO (nats)", "log Z IS", "log Z true", "log Z - ELBO = KL(q||p)",
+            "KL(p||q)", "ESS/N", "train time (s)", "train steps/s"]
+    lines = [f"Variational inference on `{target.name}` ({target.spec.description}): ELBO = E_q[-U - log q] <= log Z, "
+             "log Z IS = log mean exp(-U - log q) (20000 samples), log Z true by quadrature; all in nats.", "",
+             budget_line(rows, seed) if rows else "", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["model"], r["family"], f"{r['parameters']:,}", _fmt(r["elbo_nats"], 4), _fmt(r["log_z_is"], 4),
+            _fmt(r["log_z_true"], 4), _fmt(r["kl_nats"], 4), _fmt(r["forward_kl_nats"], 4),
+            _fmt(r["ess_fraction"], 3), _fmt(r["train_time_s"], 1), _fmt(r["train_steps_per_s"], 1)]) + " |")
+    write_text(out / "compare.md", "\n".join(lines) + "\n")
+
+
+def write_tables(rows: list[dict], out: Path, spec, seed: int = 0) -> None:
+    """compare.csv (:data:`COLUMNS`) and compare.md (what the figures are, the budget, the table)."""
+    write_csv(rows, COLUMNS, out / "compare.csv")
     head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", "train time (s)", "train steps/s",
             "samples/s"]
     lines = [f"Test split of `{spec.name}` ({spec.description}); NLL in nats per example, "
@@ -132,18 +175,18 @@ def write_tables(rows: list[dict], out: Path, spec, seed: int = 0) -> None:
     write_text(out / "compare.md", "\n".join(lines) + "\n")
 
 
-def plot_side_by_side(pictures, splits, path) -> None:
-    """One panel per (title, samples) of ``pictures``: an image grid, or a 2-D scatter in the data's view."""
+def plot_side_by_side(pictures, spec, path, bounds=None) -> None:
+    """One panel per (title, samples) of ``pictures``: an image grid, or a 2-D scatter over ``bounds``
+    (x0, x1, y0, y1)."""
     n = len(pictures)
     fig, axes = subplots(1, n, figsize=(4 * n, 4.3), squeeze=False, layout="constrained")
-    spec = splits.spec
     for ax, (name, samples) in zip(axes[0], pictures):
         if spec.is_image:
             arr = image_grid(samples[:64], spec.levels, ncol=8)
             ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
             ax.axis("off")
         elif spec.shape == (2,):
-            b = plot_bounds(splits.train)
+            b = bounds
             s = samples.cpu().numpy()
             ax.scatter(s[:, 0], s[:, 1], s=2, alpha=0.5)
             ax.set_xlim(b[0], b[1])

@@ -11,6 +11,7 @@ from deepgen.evaluation.plots import (
     MAX_PAIR_FEATURES, plot_2d, plot_image_grid, plot_image_rows, plot_pairs, plot_training_curves,
 )
 from deepgen.evaluation.scoring import score_model
+from deepgen.evaluation.variational import plot_target_fit, score_target
 from deepgen.io import write_json
 
 SCORES_FILE = "scores.json"
@@ -148,6 +149,43 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
                 for k, v in {**scores, **scores.get("modes", {})}.items()
                 if k in ("energy_distance", "modes_covered", "high_quality_pct"))
         print(f"{figure}, n={scores.get('n', '-')}, {steps_per_s:.1f} steps/s", file=sys.stderr)
+        files = [f for f in RUN_FILES if (out / f).exists()] + pictures
+        files += ["tensorboard/"] if (out / "tensorboard").is_dir() else []
+        print(f"wrote {out}/: {' '.join(files)}", file=sys.stderr)
+    return scores
+
+
+TARGET_FIT_FILE = "target_fit.png"
+
+
+def write_target_fit(model, target, out, seed: int = 0, title_suffix: str = "") -> Path:
+    """target_fit.png: the target density, the fitted q and samples of q (see plot_target_fit)."""
+    path = Path(out) / TARGET_FIT_FILE
+    plot_target_fit(model, target, path, title=f"{model.name} fitted to {target.name}{title_suffix}", seed=seed)
+    return path
+
+
+def write_target_report(model, target, out, cfg, table, steps_per_s: float, world_size: int = 1,
+                        verbose: bool = True) -> dict:
+    """The report of a variational-inference run: scores.json (ELBO, log Z by importance sampling
+    and by quadrature, KL(q || p), ESS; :func:`deepgen.evaluation.variational.score_target`),
+    target_fit.png and training_curves.png; with ``verbose`` the figures and files on stderr."""
+    out = Path(out)
+    scores = score_target(model, target, seed=cfg.seed)
+    scores["steps"] = max(table.rows) if table.rows else cfg.steps
+    scores["train_steps_per_s"] = steps_per_s
+    scores["world_size"] = world_size
+    scores["parameters"] = model.num_parameters()
+    write_json(out / SCORES_FILE, scores)
+    write_target_fit(model, target, out, seed=cfg.seed)
+    pictures = [TARGET_FIT_FILE]
+    title = f"{model.name} fitted to {target.name}: training curves ({scores['steps']} steps)"
+    if plot_training_curves(table, out / "training_curves.png", title) is not None:
+        pictures.append("training_curves.png")
+    if verbose:
+        print(f"ELBO {scores['elbo_nats']:.4f} nats, log Z {scores['log_z_true']:.4f} (quadrature), "
+              f"{scores['log_z_is']:.4f} (importance sampling, n={scores['n_samples']}); KL(q||p) = log Z - ELBO = "
+              f"{scores['kl_nats']:.4f} nats, {steps_per_s:.1f} steps/s", file=sys.stderr)
         files = [f for f in RUN_FILES if (out / f).exists()] + pictures
         files += ["tensorboard/"] if (out / "tensorboard").is_dir() else []
         print(f"wrote {out}/: {' '.join(files)}", file=sys.stderr)

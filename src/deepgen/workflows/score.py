@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepgen.data import load_data
+from deepgen.data.energy import load_target
 from deepgen.evaluation.scoring import score_model
+from deepgen.evaluation.variational import check_can_fit_target, score_target
 from deepgen.models.pretrained import load_model
 from deepgen.workflows.runs import check_compatible, check_same_classes, run_data_source, run_label_context
 
@@ -16,10 +18,17 @@ def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, 
 
     Writes per-example log-likelihoods to ``csv`` (default RUN/scores-DATA-SPLIT.csv) when the
     model has a density.  Returns the figures (see :func:`deepgen.evaluation.scoring.score_model`).
+    When ``data`` (default: the run's) is an unnormalised target exp(-U), the figures are those of
+    variational inference (:func:`deepgen.evaluation.variational.score_target`; no split, no csv).
     """
     model = load_model(run)
     recorded_data, recorded_labels = run_data_source(run)
     data_name = data or recorded_data
+    target = load_target(data_name)
+    if target is not None:
+        check_compatible(model.spec, target.spec, data_name)
+        check_can_fit_target(model, target)
+        return score_target(model, target, seed=seed)
     label_context = run_label_context(run)
     splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
     check_compatible(model.spec, splits.spec, data_name)

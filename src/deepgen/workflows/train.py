@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from deepgen.data import load_data
+from deepgen.data.energy import load_target
 from deepgen.data.context import LabelContext
 from deepgen.data.source import canonical_labels, canonical_source, source_sha256
 from deepgen.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
@@ -45,7 +46,9 @@ from deepgen.training.metrics import METRICS_FILE, MetricsTable
 from deepgen.training.progress import StepProgress
 from deepgen.training.schedule import schedule_lr
 from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
-from deepgen.workflows.report import SCORES_FILE, write_run_report, write_samples_plot
+from deepgen.evaluation.variational import check_can_fit_target
+from deepgen.training.variational import target_loaders
+from deepgen.workflows.report import SCORES_FILE, write_run_report, write_samples_plot, write_target_fit, write_target_report
 
 
 def is_rank_zero() -> bool:
@@ -170,8 +173,9 @@ class RunWriter(pl.Callback):
     """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
 
     def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits, run_extra: dict,
-                 guard: StopOnSignal | None = None):
+                 guard: StopOnSignal | None = None, target=None):
         self.out, self.table, self.cfg, self.log_every, self.splits = out, table, cfg, cfg.log_every, splits
+        self.target = target  # an unnormalised target (variational inference) instead of data
         self.run_extra = run_extra
         self.label_context = (LabelContext.from_dict(run_extra["context"]) if "context" in run_extra else None)
         self.guard = guard
@@ -200,11 +204,15 @@ class RunWriter(pl.Callback):
             return
         self.table.update(module.absolute_step, self._row(trainer, "val/"))
         self.checkpoint(trainer, module)
-        # samples as training goes: samples.png is refreshed at every validation
+        # samples as training goes: samples.png (target_fit.png) is refreshed at every validation
         was = module.model.training
         module.model.eval()
-        write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
-                           title_suffix=f", step {module.absolute_step}", label_context=self.label_context)
+        suffix = f", step {module.absolute_step}"
+        if self.target is not None:
+            write_target_fit(module.model, self.target, self.out, seed=self.cfg.seed, title_suffix=suffix)
+        else:
+            write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
+                               title_suffix=suffix, label_context=self.label_context)
         module.model.train(was)
 
     def checkpoint(self, trainer, module):
@@ -363,12 +371,20 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     cfg.check()
     cfg.data = canonical_source(cfg.data)  # a run remembers its data exactly (absolute path, format, key)
     cfg.labels = canonical_labels(cfg.labels) or ""
-    splits = load_data(cfg.data, labels=cfg.labels or None)
-    label_context, params = label_setup(cfg, splits)
+    target = load_target(cfg.data)  # an unnormalised target exp(-U): variational inference, no data
+    if target is not None:
+        if cfg.context or cfg.labels:
+            raise ConfigError(f"--data {cfg.data}: a target exp(-U) has no labels; drop --context / --labels")
+        splits, label_context, params = None, None, dict(cfg.model_params)
+    else:
+        splits = load_data(cfg.data, labels=cfg.labels or None)
+        label_context, params = label_setup(cfg, splits)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg.model, splits.spec, params, strict=not resume)
-    if not resume:  # on resume the statistics come with the weights
+    model = build_model(cfg.model, splits.spec if target is None else target.spec, params, strict=not resume)
+    if target is not None:
+        check_can_fit_target(model, target)
+    elif not resume:  # on resume the statistics come with the weights
         model.fit_preprocessing(splits.train)
     cfg.model_params = dict(model.params)
     # only now, when data and model are known to be good: a refused run leaves no directory behind
@@ -395,14 +411,14 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     if is_rank_zero():  # written first, so an interrupted run still says what it was
         write_yaml(out / CONFIG_FILE, {"model_config": model.config(), **run_extra})
 
-    module = adapter_for(model, cfg, step_offset, optimizer_states)
+    module = adapter_for(model, cfg, step_offset, optimizer_states, target=target)
     module.last_saved_step = step_offset if resume else None
-    loader, val_loader = make_loaders(cfg, splits, label_context)
+    loader, val_loader = target_loaders(cfg) if target is not None else make_loaders(cfg, splits, label_context)
     guard = StopOnSignal()
     guard.abort = lambda signum: TrainingInterrupted(
         interrupted_message(out, module.absolute_step, cfg, signum, saved=False, last_saved=module.last_saved_step),
         128 + int(signum))
-    writer = RunWriter(out, table, cfg, splits, run_extra, guard=guard)
+    writer = RunWriter(out, table, cfg, splits, run_extra, guard=guard, target=target)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
@@ -444,5 +460,8 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     if not trainer.is_global_zero:
         return {}
     model = module.model
+    if target is not None:
+        return write_target_report(model, target, out, cfg, table, steps_per_s=remaining / train_seconds,
+                                   world_size=trainer.world_size, verbose=verbose)
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
                             world_size=trainer.world_size, verbose=verbose, label_context=label_context)

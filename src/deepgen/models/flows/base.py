@@ -24,7 +24,7 @@ class Flow(GenerativeModel):
 
     family = "flow"
     density = "exact"
-    capabilities = frozenset({"log_prob", "dequantize", "conditional"})
+    capabilities = frozenset({"log_prob", "dequantize", "conditional", "sample_log_prob"})
 
     def _set_transform(self, transform: Bijection) -> None:
         self.transform = transform
@@ -50,6 +50,23 @@ class Flow(GenerativeModel):
         if self.spec.levels is not None:
             return quantize(y, self.spec.levels)
         return self.from_model_space(y)
+
+    def sample_and_log_prob(self, n, context=None, temperature=1.0):
+        """(x, log q(x)): ``n`` samples with gradients and their log-density, in one pass of the
+        sampling direction (continuous data only):
+
+            z ~ N(0, T^2 I),  y = f^{-1}(z),  log q(y) = log N(z) - log|det df^{-1}/dz|,
+            x = s y + m,      log q(x) = log q(y) - sum log s
+
+        This is the direction variational inference needs (minimise E_q[log q(x) + U(x)]).
+        """
+        if self.spec.levels is not None:
+            raise ConfigError(f"{self.name}: sample_and_log_prob needs continuous data; this flow models "
+                              f"{self.spec.levels} discrete levels")
+        context = self.check_context(context, n)
+        z = self.base.sample(n, temperature)
+        y, ld = self.transform.inverse(z, context)
+        return self.from_model_space(y), self.base.log_prob(z) - ld + self.preprocess_log_det()
 
     def distribution(self, context=None) -> "FlowDistribution":
         """A ``torch.distributions.Distribution`` view (continuous data only)."""
