@@ -32,6 +32,7 @@ test-slow: venv
 bench: venv
 	$(PIP) -e ".[bench]"
 	$(PY) benchmarks/realnvp_vs_peers.py
+	$(PY) benchmarks/maf_nsf_vs_peers.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -211,3 +211,12 @@ def test_progress_flags_reach_the_config(monkeypatch, tmp_path):
     argv = ["train", "--model", "made", "--data", "moons", "--steps", "5", "--out", str(tmp_path / "r")]
     assert main(argv) == 0 and seen == {"progress": True, "verbose": True}
     assert main([*argv, "--no-progress"]) == 0 and seen == {"progress": False, "verbose": True}
+
+
+def test_param_values_in_exponent_notation_are_numbers():
+    """YAML 1.1 reads 1e-3 as a string; --param rtol=1e-3 must mean the number 0.001."""
+    from deepgen.cli import _parse_param
+
+    assert _parse_param("rtol=1e-3") == ("rtol", 0.001)
+    assert _parse_param("atol=-2.5E+2") == ("atol", -250.0)
+    assert _parse_param("name=e5") == ("name", "e5") and _parse_param("k=12") == ("k", 12)

@@ -284,3 +284,20 @@ def test_short_training_beats_independent_bernoulli_baseline():
         final = -model.log_prob(splits.test).mean().item()
     assert final < initial - 15
     assert final < baseline - 3, (final, baseline)
+
+
+def test_context_reaches_the_first_dimension_through_hidden_units():
+    """Without direct connections, the first dimension of the ordering sees the context only via
+    hidden units of degree -1; its parameters must change with the context."""
+    from deepgen.nets.made import MaskedMLP
+
+    torch.manual_seed(0)
+    net = MaskedMLP(3, 2, hidden=32, depth=2, direct=False, context_features=2)
+    with torch.no_grad():
+        net.layers[-1].weight.normal_()
+    x = torch.randn(1, 3)
+    first = int(net.orders[0, 0])
+    a = net(x, 0, torch.tensor([[1.0, 0.0]]))[0, first]
+    b = net(x, 0, torch.tensor([[0.0, 1.0]]))[0, first]
+    assert not torch.allclose(a, b)
+    assert (net.hidden_degrees[0, 0] == -1).any()

@@ -3,8 +3,6 @@ reverse-KL objective, the figures (ELBO <= log Z, KL = 0 for an exact fit) and t
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -111,23 +109,28 @@ def test_train_on_a_target_writes_the_vi_report(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "deepgen", *args], capture_output=True, text=True)
+    from deepgen.cli import main
+
+    try:
+        return main(list(args))
+    except SystemExit as exc:
+        return exc.code
 
 
-def test_cli_refuses_models_and_settings_that_cannot_fit_a_target(tmp_path):
-    r = run_cli("train", "--model", "gan", "--data", "energy-u1", "--steps", "5", "--out", str(tmp_path / "g"))
-    assert r.returncode == 2 and "sample_and_log_prob" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_cli_refuses_models_and_settings_that_cannot_fit_a_target(tmp_path, capsys):
+    code = run_cli("train", "--model", "gan", "--data", "energy-u1", "--steps", "5", "--out", str(tmp_path / "g"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "sample_and_log_prob" in err[0]
     assert not (tmp_path / "g").exists()
-    r = run_cli("train", "--model", "realnvp", "--data", "energy-u1", "--context", "label", "--steps", "5",
-                "--out", str(tmp_path / "c"))
-    assert r.returncode == 2 and "no labels" in r.stderr and not (tmp_path / "c").exists()
+    code = run_cli("train", "--model", "realnvp", "--data", "energy-u1", "--context", "label", "--steps", "5",
+                   "--out", str(tmp_path / "c"))
+    assert code == 2 and "no labels" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
-def test_cli_score_prints_the_figures(tmp_path):
+def test_cli_score_prints_the_figures(tmp_path, capsys):
     cfg = TrainConfig.from_dict({"model": "realnvp", "data": "energy-u1", "steps": 5,
                                  "model_params": {"couplings": 2, "hidden": 8}})
     train(cfg, tmp_path / "r")
-    r = run_cli("score", str(tmp_path / "r"))
-    assert r.returncode == 0, r.stderr
-    scores = json.loads(r.stdout)
+    assert run_cli("score", str(tmp_path / "r")) == 0
+    scores = json.loads(capsys.readouterr().out)
     assert scores["data"] == "energy-u1" and scores["elbo_nats"] <= scores["log_z_true"] + 4 * scores["elbo_stderr"]

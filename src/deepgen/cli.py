@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 from deepgen.errors import ConfigError, DeepgenError, TrainingInterrupted
+
+
+_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -24,6 +28,8 @@ def _parse_param(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise ConfigError(f"--param {text!r}: expected NAME=VALUE, e.g. --param hidden=128")
     key, value = text.split("=", 1)
+    if _EXPONENT_NUMBER.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        return key.strip(), float(value)
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:

@@ -90,7 +90,8 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     if modes is not None:
         result["modes"] = modes
     if splits.spec.levels is not None and model.can("dequantize"):
-        result["dequantization"] = "uniform, 1 draw per example (seeded); NLL is an upper bound on -log P(k)"
+        result["dequantization"] = (f"{model.dequantization}, 1 draw per example (seeded); NLL is an upper bound "
+                                    "on -log P(k)")
     if csv_path is not None:
         write_per_example_csv(Path(csv_path), log_probs, splits.spec, labels, predicted, marginal)
     return result

@@ -85,6 +85,8 @@ class GenerativeModel(nn.Module):
     # Hyper-parameters used only for some data shapes: {"vector": (...), "image": (...)};
     # passing one that the data's shape does not use is an error (see ``unused_params``).
     shape_params: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Which data shapes the model handles: "vector" (D,) and/or "image" (C, H, W).
+    data_shapes: ClassVar[frozenset[str]] = frozenset({"vector", "image"})
     # Allowed values of hyper-parameters, checked by ``build_model`` before the constructor runs
     # (see :mod:`deepgen.models.params`): ">= 1", "> 0", "in [0, 1)", or a tuple of choices.
     param_constraints: ClassVar[dict[str, Any]] = {}

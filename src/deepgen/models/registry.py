@@ -18,6 +18,14 @@ from deepgen.models.params import check_params, describe_params, signature_param
 # name -> "module:Class"; one model per file, one subpackage per family.
 BUILTIN_MODELS: dict[str, str] = {
     "realnvp": "deepgen.models.flows.realnvp:RealNVP",
+    "nice": "deepgen.models.flows.nice:NICE",
+    "maf": "deepgen.models.flows.maf:MAF",
+    "iaf": "deepgen.models.flows.iaf:IAF",
+    "nsf": "deepgen.models.flows.nsf:NSF",
+    "glow": "deepgen.models.flows.glow:Glow",
+    "planar": "deepgen.models.flows.planar:Planar",
+    "radial": "deepgen.models.flows.radial:Radial",
+    "ffjord": "deepgen.models.flows.ffjord:FFJORD",
     "made": "deepgen.models.autoregressive.made:MADE",
     "vae": "deepgen.models.latent.vae:VAE",
     "gan": "deepgen.models.adversarial.gan:GAN",

@@ -5,6 +5,7 @@ from deepgen.nets.made import MaskedMLP
 from deepgen.nets.masked import MaskedLinear
 from deepgen.nets.mlp import MLP, FlatMLP
 from deepgen.nets.resnet import ConvResNet
+from deepgen.nets.odenet import ConvODENet, ODENet
 
 __all__ = ["MLP", "FlatMLP", "ConvResNet", "MaskedLinear", "MaskedMLP", "ConvEncoder", "ConvDecoder",
-           "DCGANGenerator", "DCGANDiscriminator", "context_channels"]
+           "DCGANGenerator", "DCGANDiscriminator", "context_channels", "ODENet", "ConvODENet"]

@@ -9,7 +9,10 @@ D-2], and
     output mask:  M[d, j] = 1  iff  pos(d) >  deg(j)     (strict: no self-dependence)
 
 so every path from input i to output d has deg increasing weakly then strictly,
-i.e. pos(i) < pos(d).  Context features (if any) get degree -1 and reach every unit.
+i.e. pos(i) < pos(d).  Context features (if any) get degree -1 and reach every unit; with a
+context, hidden degrees start at -1, so some units see the context alone and the first
+dimension of the ordering depends on the context non-linearly (not only through the direct
+connections).
 
 The network holds ``num_masks`` orderings/degree sets (connectivity-agnostic
 training picks one per step).  Orderings and degrees are buffers (saved with the
@@ -25,7 +28,8 @@ from torch.nn import functional as F
 from deepgen.nets.masked import MaskedLinear
 
 
-def made_connectivity(d: int, hidden: int, depth: int, num_masks: int, order: str, seed: int):
+def made_connectivity(d: int, hidden: int, depth: int, num_masks: int, order: str, seed: int,
+                      context: bool = False):
     """Orderings (M, D) and hidden degrees (M, depth, hidden), deterministic in ``seed``.
 
     ``order="natural"``: every ordering is 0..D-1 (mask sets differ only in hidden degrees);
@@ -39,7 +43,7 @@ def made_connectivity(d: int, hidden: int, depth: int, num_masks: int, order: st
         else:
             natural = order == "natural" or m == 0
             orders.append(torch.arange(d) if natural else torch.randperm(d, generator=g))
-        layers, low = [], 0
+        layers, low = [], -1 if context else 0
         for _ in range(depth):
             # Degrees in [low, D-2]: a unit of degree D-1 could feed no output.  low = the smallest
             # degree below, so no unit is cut off from every input.
@@ -67,7 +71,7 @@ class MaskedMLP(nn.Module):
                  order: str = "natural", direct: bool = True, seed: int = 0, context_features: int = 0):
         super().__init__()
         self.d, self.k, self.context_features = d, k, context_features
-        orders, degrees = made_connectivity(d, hidden, depth, num_masks, order, seed)
+        orders, degrees = made_connectivity(d, hidden, depth, num_masks, order, seed, context_features > 0)
         self.register_buffer("orders", orders)           # (M, D): orders[m, t] = dim at position t
         self.register_buffer("hidden_degrees", degrees)  # (M, depth, hidden)
         sizes = [d + context_features] + [hidden] * depth + [d * k]

@@ -39,7 +39,7 @@ from deepgen.data.source import canonical_labels, canonical_source, source_sha25
 from deepgen.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from deepgen.io import read_yaml, write_yaml
 from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
-from deepgen.models.registry import build_model
+from deepgen.models.registry import build_model, get_model_class
 from deepgen.training.adapters import adapter_for
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import METRICS_FILE, MetricsTable
@@ -246,6 +246,9 @@ def label_setup(cfg: TrainConfig, splits) -> tuple[LabelContext | None, dict]:
     params = dict(cfg.model_params)
     if cfg.context != "label":
         return None, params
+    if "conditional" not in get_model_class(cfg.model).capabilities:
+        raise ConfigError(f"--context label: model '{cfg.model}' is not conditional (it takes no context); "
+                          "drop --context or pick a conditional model (deepgen list shows them)")
     label_context = LabelContext.from_splits(splits)
     k = label_context.num_classes
     if params.get("context_features", k) != k:

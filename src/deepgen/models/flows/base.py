@@ -3,20 +3,27 @@
     log p(x) = log p_Z(f(x)) + log|det df/dx|,     x = f^{-1}(z), z ~ p_Z
 
 On discrete data the flow models y = (k + u) / L and reports the dequantized
-bound log p_Y(y) - D log L (see :mod:`deepgen.data.dequantize`).  On continuous
+bound log p_Y(y) - D log L with u ~ U[0, 1)^D (see :mod:`deepgen.data.dequantize`), or, with
+the model parameter ``dequantization="variational"``, the bound
+log p_Y(y) - log q(u | k) - D log L with u ~ q(u | k) learned jointly
+(:mod:`deepgen.models.flows.dequantizer`).  On continuous
 data it models the standardised y = (x - m) / s and reports
 log p_Y(y) - sum_d log s_d (see :class:`~deepgen.models.base.GenerativeModel`).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from deepgen.bijections import Bijection
+from deepgen.bijections import Bijection, Flatten, Logit
 from deepgen.data.dequantize import dequantize, quantize
+from deepgen.data.spec import DataSpec
 from deepgen.distributions import StandardNormal
 from deepgen.errors import ConfigError
 from deepgen.models.base import GenerativeModel
+from deepgen.models.flows.dequantizer import VariationalDequantizer
 
 
 class Flow(GenerativeModel):
@@ -26,8 +33,19 @@ class Flow(GenerativeModel):
     density = "exact"
     capabilities = frozenset({"log_prob", "dequantize", "conditional", "sample_log_prob"})
 
+    @property
+    def dequantization(self) -> str:
+        """How discrete data are dequantized: "uniform" or "variational" (model parameter ``dequantization``)."""
+        return self.params.get("dequantization", "uniform")
+
     def _set_transform(self, transform: Bijection) -> None:
         self.transform = transform
+        self.dequantizer = None
+        if self.dequantization == "variational":
+            if self.spec.levels is None:
+                raise ConfigError(f"{self.name}: dequantization=variational needs discrete data; data "
+                                  f"'{self.spec.name}' is continuous (use the default, uniform)")
+            self.dequantizer = VariationalDequantizer(self.spec)
         ctx = torch.zeros(1, self.context_features) if self.context_features else None
         with torch.no_grad():
             z, _ = transform(torch.full((1, *self.spec.shape), 0.5), ctx)
@@ -37,11 +55,19 @@ class Flow(GenerativeModel):
         context = self.check_context(context, len(x))
         correction = 0.0
         if self.spec.levels is not None:
-            x, correction = dequantize(x, self.spec.levels)
+            x, correction = self.dequantize(x)
         else:
             x, correction = self.to_model_space(x), self.preprocess_log_det()
         z, logabsdet = self.transform(x, context)
         return self.base.log_prob(z) + logabsdet + correction
+
+    def dequantize(self, k):
+        """(y, correction): y = (k + u) / L with u ~ U[0, 1) or u ~ q(u | k), and the per-example
+        log-density correction -D log L (- log q(u | k) for variational dequantization)."""
+        if self.dequantizer is None:
+            return dequantize(k, self.spec.levels)
+        u, log_q = self.dequantizer.sample(k)
+        return (k + u) / self.spec.levels, -self.spec.dim * math.log(self.spec.levels) - log_q
 
     def sample(self, n, context=None, temperature=1.0):
         context = self.check_context(context, n)
@@ -71,6 +97,17 @@ class Flow(GenerativeModel):
     def distribution(self, context=None) -> "FlowDistribution":
         """A ``torch.distributions.Distribution`` view (continuous data only)."""
         return FlowDistribution(self, context)
+
+
+def vector_input_layers(model: str, spec: DataSpec, logit_alpha: float) -> list:
+    """Bijections that bring the data to (D,) vectors: [Logit] + Flatten for images, nothing for vectors."""
+    if spec.is_image:
+        if logit_alpha > 0 and spec.levels is None:
+            raise ConfigError(f"{model}: logit_alpha > 0 needs discrete images in [0, levels); set logit_alpha: 0")
+        return ([Logit(logit_alpha)] if logit_alpha > 0 else []) + [Flatten(spec.shape)]
+    if len(spec.shape) != 1:
+        raise ConfigError(f"{model} expects vectors (D,) or images (C, H, W), got shape {tuple(spec.shape)}")
+    return []
 
 
 class FlowDistribution(torch.distributions.Distribution):

@@ -24,6 +24,7 @@ from deepgen.bijections import (
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
 from deepgen.models.flows.base import Flow
+from deepgen.models.flows.dequantizer import DEQUANTIZATIONS
 from deepgen.nets import MLP, ConvResNet
 
 
@@ -82,11 +83,12 @@ class RealNVP(Flow):
 
     param_constraints = {"couplings": ">= 1", "hidden": ">= 1", "depth": ">= 0", "scales": ">= 1",
                          "channels": ">= 1", "blocks": ">= 0", "scale_bound": "> 0", "logit_alpha": "in [0, 0.5)",
-                         "context_features": ">= 0"}
+                         "context_features": ">= 0", "dequantization": DEQUANTIZATIONS}
 
     def __init__(self, spec: DataSpec, couplings: int = 8, hidden: int = 64, depth: int = 2,
                  scales: int = 2, channels: int = 32, blocks: int = 1, scale_bound: float = 3.0,
-                 logit_alpha: float = 0.05, context_features: int = 0, standardize: bool = True):
+                 logit_alpha: float = 0.05, context_features: int = 0, dequantization: str = "uniform",
+                 standardize: bool = True):
         """Build a RealNVP for data ``spec``.
 
         Args:
@@ -99,11 +101,12 @@ class RealNVP(Flow):
             scale_bound: bound B of the log-scales, soft-clamped to B tanh(s / B).
             logit_alpha: images: model logit(alpha + (1 - 2 alpha) y) of the dequantized pixels (0: off).
             context_features: size of the context vector of a conditional flow p(x | c) (0: unconditional).
+            dequantization: discrete data: "uniform" noise u, or "variational": a learned q(u | k) (Flow++).
             standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
         """
         super().__init__(spec, couplings=couplings, hidden=hidden, depth=depth, scales=scales, channels=channels,
                          blocks=blocks, scale_bound=scale_bound, logit_alpha=logit_alpha,
-                         context_features=context_features, standardize=standardize)
+                         context_features=context_features, dequantization=dequantization, standardize=standardize)
         if spec.is_image:
             layers = image_realnvp(spec.shape, scales, channels, blocks, scale_bound, context_features)
             if logit_alpha > 0:
