@@ -17,14 +17,11 @@ identity), images flattened: as in :mod:`deepgen.models.flows.maf`.
 
 from __future__ import annotations
 
-from deepgen.bijections import Compose, Inverse
-from deepgen.data.spec import DataSpec
-from deepgen.models.flows.base import Flow, vector_input_layers
-from deepgen.models.flows.dequantizer import DEQUANTIZATIONS
-from deepgen.models.flows.maf import autoregressive_layers
+from deepgen.bijections import Inverse
+from deepgen.models.flows.maf import MAF
 
 
-class IAF(Flow):
+class IAF(MAF):
     """IAF: a stack of inverted MADE-conditioned affine autoregressive layers, soft-clamped
     log-scales B tanh(a / B), zero-initialised (the flow starts as the identity).
 
@@ -37,32 +34,8 @@ class IAF(Flow):
 
     name = "iaf"
     description = "Inverse autoregressive flow (one-pass sampling with log q; density: D passes); vectors, flat images"
-    shape_params = {"vector": (), "image": ("logit_alpha",)}
-    param_constraints = {"dequantization": DEQUANTIZATIONS,
-                         "layers": ">= 1", "hidden": ">= 1", "depth": ">= 0", "order": ("reversed", "random"),
-                         "scale_bound": "> 0", "logit_alpha": "in [0, 0.5)", "context_features": ">= 0"}
 
-    def __init__(self, spec: DataSpec, layers: int = 5, hidden: int = 128, depth: int = 2, order: str = "reversed",
-                 scale_bound: float = 3.0, seed: int = 0, logit_alpha: float = 0.05, context_features: int = 0,
-                 dequantization: str = "uniform",
-                 standardize: bool = True):
-        """Build an IAF for data ``spec``.
-
-        Args:
-            layers: inverse autoregressive layers, each with its own MADE and ordering.
-            hidden: units per hidden layer of each MADE.
-            depth: hidden layers of each MADE.
-            order: orderings between layers: "reversed" (natural, reversed, ...) or "random" permutations.
-            scale_bound: bound B of the log-scales, soft-clamped to B tanh(a / B).
-            seed: seed of the random orderings and of the MADEs' hidden degrees (saved with the weights).
-            logit_alpha: images: model logit(alpha + (1 - 2 alpha) y) of the dequantized pixels (0: off).
-            context_features: size of the context vector of a conditional flow p(x | c) (0: unconditional).
-            dequantization: discrete data: "uniform" noise u, or "variational": a learned q(u | k) (Flow++).
-            standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
-        """
-        super().__init__(spec, layers=layers, hidden=hidden, depth=depth, order=order, scale_bound=scale_bound,
-                         seed=seed, logit_alpha=logit_alpha, context_features=context_features,
-                         dequantization=dequantization, standardize=standardize)
-        prefix = vector_input_layers(self.name, spec, logit_alpha)
-        steps = autoregressive_layers(spec.dim, layers, hidden, depth, order, scale_bound, seed, context_features)
-        self._set_transform(Compose(prefix + [Inverse(s) for s in steps]))
+    @staticmethod
+    def direction(steps: list) -> list:
+        """Every MAF layer inverted: the MADE reads the latent side, so sampling is one pass per layer."""
+        return [Inverse(s) for s in steps]

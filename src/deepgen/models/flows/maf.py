@@ -111,4 +111,9 @@ class MAF(Flow):
                          dequantization=dequantization, standardize=standardize)
         prefix = vector_input_layers(self.name, spec, logit_alpha)
         steps = autoregressive_layers(spec.dim, layers, hidden, depth, order, scale_bound, seed, context_features)
-        self._set_transform(Compose(prefix + steps))
+        self._set_transform(Compose(prefix + self.direction(steps)))
+
+    @staticmethod
+    def direction(steps: list) -> list:
+        """The layers as used: MAF keeps the density direction one pass (IAF inverts them)."""
+        return steps

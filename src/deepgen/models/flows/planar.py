@@ -43,20 +43,21 @@ class Planar(Flow):
     name = "planar"
     description = "planar flow (Rezende & Mohamed): closed-form sampling, log_prob by a numerical inverse"
     capabilities = UNCONDITIONAL_FLOW
+    layer_class: type = PlanarLayer  # what one layer is (Radial sets RadialLayer)
     shape_params = {"vector": (), "image": ("logit_alpha",)}
     param_constraints = {"dequantization": DEQUANTIZATIONS,
                          "layers": ">= 1", "logit_alpha": "in [0, 0.5)"}
 
     def __init__(self, spec: DataSpec, layers: int = 32, logit_alpha: float = 0.05, dequantization: str = "uniform",
                  standardize: bool = True):
-        """Build a planar flow for data ``spec``.
+        """Build a planar (radial) flow for data ``spec``.
 
         Args:
-            layers: planar layers, each x = z + u_hat tanh(w.z + b) with its own u, w, b.
+            layers: elementary layers (planar: x = z + u_hat tanh(w.z + b); radial: around a centre z0).
             logit_alpha: images: model logit(alpha + (1 - 2 alpha) y) of the dequantized pixels (0: off).
             dequantization: discrete data: "uniform" noise u, or "variational": a learned q(u | k) (Flow++).
             standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
         """
         super().__init__(spec, layers=layers, logit_alpha=logit_alpha, dequantization=dequantization,
                          standardize=standardize)
-        self._set_transform(elementary_flow(self.name, spec, PlanarLayer, layers, logit_alpha))
+        self._set_transform(elementary_flow(self.name, spec, self.layer_class, layers, logit_alpha))
