@@ -76,3 +76,22 @@ def check_bijection(bij, x, ctx=None, atol=1e-9, logdet_atol=1e-7):
     check_logdet(bij, x, ctx, logdet_atol)
     check_gradients(bij, x, ctx)
     check_eval_equals_train(bij, x, ctx)
+
+
+def arc_data(n: int = 512, seed: int = 0) -> torch.Tensor:
+    """A noisy half circle: (n, 2) points for short training tests."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(n, generator=g) * 3.141592653589793
+    return torch.stack([t.cos(), t.sin()], 1) + 0.1 * torch.randn(n, 2, generator=g)
+
+
+def nll_before_and_after_training(model, data: torch.Tensor, steps: int = 100, lr: float = 3e-3, batch: int = 128):
+    """(NLL before, NLL after) ``steps`` Adam steps on ``model.loss`` over random batches of ``data``."""
+    model.fit_preprocessing(data)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    before = -model.log_prob(data).mean().item()
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(data[torch.randint(0, len(data), (batch,))])["loss"].backward()
+        opt.step()
+    return before, -model.log_prob(data).mean().item()

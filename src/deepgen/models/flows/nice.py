@@ -18,9 +18,7 @@ layers and s start at zero, so a fresh flow is the identity.
 
 from __future__ import annotations
 
-from torch import nn
-
-from deepgen.bijections import AffineCoupling, Compose, DiagonalScaling, alternating_mask
+from deepgen.bijections import AffineCoupling, Compose, DiagonalScaling, KeptToFree, alternating_mask
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
 from deepgen.models.flows.base import Flow, vector_input_layers
@@ -28,16 +26,9 @@ from deepgen.models.flows.dequantizer import DEQUANTIZATIONS
 from deepgen.nets import MLP
 
 
-class KeptToShift(nn.Module):
+class KeptToShift(KeptToFree):
     """Additive conditioner: an MLP from the kept coordinates to a shift of the free ones, laid out
     as the (B, 2D) = (s = 0, t) that ``AffineCoupling(affine=False)`` reads."""
-
-    def __init__(self, mask, net: nn.Module):
-        super().__init__()
-        self.register_buffer("kept", mask.nonzero().squeeze(1))
-        self.register_buffer("free", (mask == 0).nonzero().squeeze(1))
-        self.dim = mask.numel()
-        self.net = net
 
     def forward(self, x, context=None):
         out = x.new_zeros(x.shape[0], 2 * self.dim)
