@@ -129,21 +129,22 @@ class GenerativeModel(nn.Module):
         self.data_scale.copy_(scale)
 
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Data -> the space the model is fitted in: (x - m) / s (unchanged for discrete data)."""
-        if self.spec.levels is not None:
+        """Data -> the space the model is fitted in: (x - m) / s (unchanged for discrete data, and
+        without ``standardize``: m = 0, s = 1 then, and no work is done)."""
+        if self.spec.levels is not None or not self.standardize:
             return x
         return (x - self.data_loc) / self.data_scale
 
     def from_model_space(self, y: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_model_space`: y s + m."""
-        if self.spec.levels is not None:
+        if self.spec.levels is not None or not self.standardize:
             return y
         return y * self.data_scale + self.data_loc
 
     def preprocess_log_det(self) -> torch.Tensor | float:
         """log |det d to_model_space / dx| = -sum_d log s_d (0 for discrete data); add it to the
         model-space log-density to get the density of the data."""
-        if self.spec.levels is None:
+        if self.spec.levels is None and self.standardize:
             per = 1 if not self.spec.is_image else self.spec.shape[1] * self.spec.shape[2]
             return -per * torch.log(self.data_scale).sum()
         return 0.0
