@@ -98,6 +98,8 @@ def test_density_map_has_a_colour_bar(tmp_path):
     assert len(fig.axes) == 3 and "p(x)" in fig.axes[2].get_ylabel()  # data, density, colour bar
     gan = build_model("gan", DataSpec("v", (2,)), {"hidden": 8})
     assert len(plot_2d(gan, data, torch.randn(50, 2), tmp_path / "g.png").axes) == 2  # no density, no bar
+    no_data = plot_2d(flow, None, torch.randn(50, 2), tmp_path / "n.png")
+    assert no_data.axes[0].get_title().startswith("model samples (no data)")
 
 
 def test_pair_plot_names_every_feature(tmp_path):

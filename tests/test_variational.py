@@ -134,3 +134,6 @@ def test_cli_score_prints_the_figures(tmp_path, capsys):
     assert run_cli("score", str(tmp_path / "r")) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["data"] == "energy-u1" and scores["elbo_nats"] <= scores["log_z_true"] + 4 * scores["elbo_stderr"]
+    # samples of a target run: a picture without the (non-existent) data and without a warning
+    assert run_cli("sample", str(tmp_path / "r"), "-n", "200", "--out", str(tmp_path / "s.png")) == 0
+    assert "warning" not in capsys.readouterr().err and (tmp_path / "s.png").stat().st_size > 5000

@@ -86,19 +86,21 @@ def density_grid(model, bounds, resolution: int = 160, label_context=None) -> np
     return lp.reshape(resolution, resolution).numpy()
 
 
-def plot_2d(model, data: torch.Tensor, samples: torch.Tensor, path, title: str = "", labels=None,
+def plot_2d(model, data: torch.Tensor | None, samples: torch.Tensor, path, title: str = "", labels=None,
             label_context=None) -> Figure:
-    """Left: data.  Right: model density p(x) as a heat map (if it has one, with a colour bar
+    """Left: data (the samples, titled so, when ``data`` is None).  Right: model density p(x) as a heat map (if it has one, with a colour bar
     in probability per unit area of the data's units) with samples on top.
 
     For a conditional model the map is the marginal density sum_y p(x | y) p(y), and samples
     are coloured by their label."""
+    left_title = "data" if data is not None else "model samples (no data)"
+    data = data if data is not None else samples
     bounds = plot_bounds(data)
     aspect = (bounds[3] - bounds[2]) / max(bounds[1] - bounds[0], 1e-9)
     fig, axes = subplots(1, 2, figsize=(10, 0.6 + 5 * min(max(aspect, 0.4), 1.5)), layout="constrained")
     d = data[:5000].cpu().numpy()
     axes[0].scatter(d[:, 0], d[:, 1], s=2, alpha=0.4, c="k")
-    axes[0].set_title(f"data (n={len(d)})")
+    axes[0].set_title(f"{left_title} (n={len(d)})")
     ax = axes[1]
     if model.density != "none":
         lp = density_grid(model, bounds, label_context=label_context)

@@ -53,7 +53,7 @@ def plot_samples(model, data, samples, path, title: str, labels=None, label_cont
     spec = model.spec
     kind = samples_picture(spec)
     if kind == "density":
-        plot_2d(model, data if data is not None else samples, samples, path, title, labels=labels,
+        plot_2d(model, data, samples, path, title, labels=labels,
                 label_context=label_context)
     elif kind == "images":
         plot_image_grid(samples, path, spec.levels, title, ncol=ncol)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from deepgen.data import load_data
+from deepgen.data.energy import is_target
 from deepgen.data.labels import NO_LABELS
 from deepgen.errors import ConfigError, DeepgenError
 from deepgen.evaluation.plots import MAX_PAIR_FEATURES, PICTURE_FORMATS
@@ -47,9 +48,12 @@ def _check_writable(path: Path) -> None:
 
 def training_data(run, spec) -> torch.Tensor | None:
     """The training split of the data run ``run`` was trained on (drawn beside its samples), or
-    None, with a warning on stderr, when it cannot be loaded or no longer fits the model."""
+    None, with a warning on stderr, when it cannot be loaded or no longer fits the model (None
+    without a warning for a run fitted to an unnormalised target, which has no data)."""
     try:
         source, _ = run_data_source(run)
+        if is_target(source):  # a target exp(-U) (variational inference) has no data to draw
+            return None
         splits = load_data(source, labels=NO_LABELS)
         check_compatible(spec, splits.spec, source)
         return splits.train
