@@ -102,6 +102,11 @@ def test_train_on_a_target_writes_the_vi_report(tmp_path):
     assert (tmp_path / "run" / "target_fit.png").stat().st_size > 10000
     metrics = (tmp_path / "run" / "metrics.csv").read_text()
     assert "val/elbo_nats" in metrics and "val/kl_nats" in metrics
+    from deepgen.evaluation.plots import curve_panels
+    from deepgen.training.metrics import MetricsTable
+
+    titles = [p[0] for p in curve_panels(MetricsTable.read(tmp_path / "run" / "metrics.csv"))]
+    assert titles[:3] == ["training loss", "ELBO", "KL(q || p) = log Z - ELBO (fit to a target)"], titles
     from deepgen.workflows.score import score_run
 
     again = score_run(tmp_path / "run")

@@ -226,8 +226,9 @@ def plot_image_grid(images: torch.Tensor, path, levels: int | None, title: str =
 CURVE_PANELS = (
     (r"train/(loss|nll)|val/nll(_nats)?", "loss (train) and NLL (validation)", "nats/example"),
     (r".*bits_per_dim", "bits/dim", "bits/dim"),
-    (r"train/elbo", "ELBO", "nats/example"),
+    (r"train/elbo|val/elbo_nats", "ELBO", "nats/example"),
     (r"train/kl", "KL(q(z|x) || p(z))", "nats/example"),
+    (r"val/kl_nats", "KL(q || p) = log Z - ELBO (fit to a target)", "nats"),
     (r"train/rec", "reconstruction log p(x|z)", "nats/example"),
     (r"train/\w+_loss", "player losses", "loss"),
     (r"train/\w+_d_(real|fake)", "discriminator outputs", "mean D(x) (probability)"),
@@ -269,7 +270,12 @@ def curve_panels(table) -> list[tuple[str, str, list[tuple[str, list[int], list[
         seen[key] = (series, "")
         seen.setdefault((tuple(steps), tuple(-v for v in values)), (series, "-"))
         panels.setdefault(title, (order, title, ylabel, []))[3].append(series)
-    return [(t, y, [tuple(s) for s in series]) for _, t, y, series in sorted(panels.values(), key=lambda p: p[0])]
+    out = []
+    for _, t, y, series in sorted(panels.values(), key=lambda p: p[0]):
+        if t == CURVE_PANELS[0][1] and not any(s[0].startswith("val/nll") for s in series):
+            t = "training loss"  # e.g. variational inference: no validation NLL
+        out.append((t, y, [tuple(s) for s in series]))
+    return out
 
 
 def plot_training_curves(table, path, title: str = "", max_cols: int = 3) -> Figure | None:
