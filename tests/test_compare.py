@@ -5,6 +5,13 @@ from __future__ import annotations
 import csv
 import json
 
+import math
+
+import torch
+
+from deepgen.data import load_data
+from deepgen.data.spec import DataSpec, Splits
+from deepgen.evaluation.baselines import independent_log_prob, independent_nll
 from deepgen.workflows.compare import compare, nll_caption
 
 
@@ -20,9 +27,14 @@ def test_compare_trains_each_model_and_writes_one_table(tmp_path):
     assert rows[1]["test_nll_nats"] is None
     assert all(r["steps"] == 30 and r["sample_per_s"] > 0 and r["parameters"] > 0 for r in rows)
     table = list(csv.DictReader(open(tmp_path / "compare.csv")))
-    assert [t["model"] for t in table] == ["realnvp", "gan"]
+    assert [t["model"] for t in table] == ["realnvp", "gan", "independent"]
     md = (tmp_path / "compare.md").read_text()
     assert "| realnvp |" in md and "| gan |" in md and "nats" in md
+    # the independent-dimension baseline closes the table, with its exact test NLL
+    splits = load_data("ring8")
+    assert float(table[2]["test_nll_nats"]) == independent_nll(splits)
+    assert "| independent | baseline |" in md
+    table = table[:2]
     # the budget: steps, batch size, and each model's wall time next to its parameter count
     assert "30 training steps of batch size 64 per model" in md and "train time (s)" in md
     assert all(float(t["train_time_s"]) > 0 and t["batch_size"] == "64" and t["steps"] == "30" for t in table)
@@ -30,3 +42,21 @@ def test_compare_trains_each_model_and_writes_one_table(tmp_path):
     assert nll_caption(rows[0]) == (f"test NLL {flow['nll_nats']:.3f} nats, "
                                     f"{flow['bits_per_dim']:.3f} bits/dim")
     assert nll_caption(rows[1]).startswith("no density")
+
+
+def test_independent_baseline_is_the_smoothed_product_of_marginals():
+    train = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 2.0], [0.0, 2.0]])
+    x = torch.tensor([[1.0, 0.0]])
+    # dim 0: counts (3, 1, 0) + 1/2 over N + 3/2; dim 1: counts (0, 1, 3) + 1/2
+    expect = math.log(1.5 / 5.5) + math.log(0.5 / 5.5)
+    assert abs(independent_log_prob(train, x, 3).item() - expect) < 1e-12
+    # a proper distribution: sums to 1 over all 9 configurations
+    grid = torch.tensor([[a, b] for a in range(3) for b in range(3)], dtype=torch.float)
+    assert abs(independent_log_prob(train, grid, 3).exp().sum().item() - 1) < 1e-12
+    cont = torch.randn(500, 3) * torch.tensor([1.0, 2.0, 0.5]) + 1
+    lp = independent_log_prob(cont, cont, None)
+    ref = torch.distributions.Normal(cont.double().mean(0), cont.double().std(0, unbiased=False)).log_prob(
+        cont.double()).sum(1)
+    torch.testing.assert_close(lp, ref)
+    splits = Splits(DataSpec("t", (2,), 3), train, train, train.flip(0))
+    assert independent_nll(splits) == -independent_log_prob(train, train.flip(0), 3).mean().item()

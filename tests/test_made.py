@@ -103,7 +103,7 @@ def test_normalized_for_each_context():
 
 
 def test_gaussian_log_prob_keeps_constant_and_bounds_log_std():
-    model = made(None, (3,), num_masks=2)
+    model = made(None, (3,), num_masks=2, output="conditional-gaussian")
     x = torch.randn(7, 3)
     params = [model.output.loc_log_std(model.conditionals(x, m)) for m in range(2)]
     expect = torch.stack([torch.distributions.Normal(mu, log_std.exp()).log_prob(x).sum(1)

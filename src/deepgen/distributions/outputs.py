@@ -16,6 +16,8 @@ data's own scale:
                                           mu and log sigma both from the network (log sigma soft-bounded)
     gaussian             x in R:          the same with one learned sigma per data dimension (not an output
                                           of the network): a VAE decoder's observation noise
+    gaussian-mixture     x in R:          p = sum_j pi_j N(x; mu_j, sigma_j^2), K components (3K parameters)
+    logistic-mixture     x in R:          (continuous data) p = sum_j pi_j Logistic(x; mu_j, s_j)
 
 Parameters arrive as a tensor of shape ``(*x.shape, P)``; ``log_prob`` returns
 the element-wise log-probability with the shape of ``x`` (the caller sums over
@@ -253,7 +255,63 @@ class LearnedScaleGaussianOutput(OutputDistribution):
         return params[..., 0]
 
 
-OUTPUTS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "gaussian", "conditional-gaussian")
+class ContinuousMixtureOutput(OutputDistribution):
+    """x in R: a mixture of K Gaussians or K logistics, every number from the network (3K per dimension):
+
+        p(x) = sum_j pi_j f_j(x),   pi = softmax(w),
+        Gaussian:  log f_j = -(x - mu_j)^2 / (2 sigma_j^2) - log sigma_j - 1/2 log(2 pi)
+        logistic:  log f_j = -z_j - log s_j - 2 softplus(-z_j),   z_j = (x - mu_j) / s_j
+
+    with log sigma_j (log s_j) soft-bounded to [-B, B] by B tanh(l / B), so a collapsing component cannot
+    send the NLL to -inf.  Several modes per conditional: what a single Gaussian misses on two moons.
+    Temperature T scales every component's scale by T (weights kept); T = 0 gives the mean of the most
+    probable component.
+    """
+
+    def __init__(self, components: int = 5, family: str = "gaussian", log_scale_bound: float = 7.0):
+        super().__init__()
+        if components < 1:
+            raise ConfigError(f"a {family} mixture needs components >= 1, got {components}")
+        if family not in ("gaussian", "logistic"):
+            raise ConfigError(f"mixture family must be gaussian or logistic, got {family!r}")
+        self.components, self.family, self.bound = components, family, float(log_scale_bound)
+        self.params_per_dim = 3 * components
+
+    def _split(self, params):
+        """(weight logits, locations, bounded log-scales), each (..., K)."""
+        w, loc, log_s = params.unflatten(-1, (3, self.components)).unbind(-2)
+        return w, loc, self.bound * torch.tanh(log_s / self.bound)
+
+    def component_log_prob(self, x, loc, log_s):
+        z = (x - loc) * torch.exp(-log_s)
+        if self.family == "gaussian":
+            return -0.5 * z**2 - log_s - 0.5 * LOG_2PI
+        return -z - log_s - 2 * F.softplus(-z)
+
+    def log_prob(self, x, params):
+        w, loc, log_s = self._split(params)
+        return torch.logsumexp(F.log_softmax(w, -1) + self.component_log_prob(x.unsqueeze(-1), loc, log_s), -1)
+
+    def sample(self, params, temperature=1.0):
+        w, loc, log_s = self._split(params)
+        if temperature == 0:
+            return loc.gather(-1, w.argmax(-1, keepdim=True)).squeeze(-1)
+        j = torch.distributions.Categorical(logits=w).sample().unsqueeze(-1)
+        mu, s = loc.gather(-1, j).squeeze(-1), torch.exp(log_s.gather(-1, j).squeeze(-1))
+        if self.family == "gaussian":
+            return mu + temperature * s * torch.randn_like(mu)
+        u = torch.rand_like(mu).clamp(1e-7, 1 - 1e-7)
+        return mu + temperature * s * (torch.log(u) - torch.log1p(-u))
+
+    def mean(self, params):
+        w, loc, _ = self._split(params)
+        return (F.softmax(w, -1) * loc).sum(-1)
+
+
+OUTPUTS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "gaussian", "conditional-gaussian",
+           "gaussian-mixture")
+# Heads that are densities on continuous data; logistic-mixture is both (discretized on discrete data).
+_DENSITY_OUTPUTS = ("gaussian", "conditional-gaussian", "gaussian-mixture")
 
 
 def resolve_output(name: str, spec: DataSpec, discrete: str = "logistic", continuous: str = "gaussian",
@@ -270,8 +328,8 @@ def resolve_output(name: str, spec: DataSpec, discrete: str = "logistic", contin
         if spec.levels is None:
             return continuous
         return "bernoulli" if spec.levels == 2 else discrete
-    is_density = name in ("gaussian", "conditional-gaussian")
-    if spec.levels is None and not is_density:
+    is_density = name in _DENSITY_OUTPUTS
+    if spec.levels is None and not is_density and name != "logistic-mixture":
         raise ConfigError(f"{field} '{name}' models discrete levels, but data '{spec.name}' is continuous; "
                           f"use {field}: {continuous}")
     if spec.levels is not None and is_density:
@@ -284,7 +342,7 @@ def resolve_output(name: str, spec: DataSpec, discrete: str = "logistic", contin
 
 def make_output(name: str, spec: DataSpec, components: int = 5) -> OutputDistribution:
     """Build the output distribution ``name`` (already resolved by :func:`resolve_output`) for data ``spec``;
-    ``components``: mixture components of ``logistic-mixture``."""
+    ``components``: mixture components of ``logistic-mixture`` / ``gaussian-mixture``."""
     if name == "bernoulli":
         return BernoulliOutput()
     if name == "categorical":
@@ -292,7 +350,11 @@ def make_output(name: str, spec: DataSpec, components: int = 5) -> OutputDistrib
     if name == "logistic":
         return DiscretizedLogisticOutput(spec.levels)
     if name == "logistic-mixture":
+        if spec.levels is None:
+            return ContinuousMixtureOutput(components, "logistic")
         return LogisticMixtureOutput(spec.levels, components)
+    if name == "gaussian-mixture":
+        return ContinuousMixtureOutput(components, "gaussian")
     if name == "conditional-gaussian":
         return GaussianOutput()
     if name == "gaussian":

@@ -27,6 +27,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "radial": "deepgen.models.flows.radial:Radial",
     "ffjord": "deepgen.models.flows.ffjord:FFJORD",
     "made": "deepgen.models.autoregressive.made:MADE",
+    "fvsbn": "deepgen.models.autoregressive.fvsbn:FVSBN",
     "vae": "deepgen.models.latent.vae:VAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }

@@ -19,6 +19,7 @@ import torch
 
 from deepgen.data import load_data
 from deepgen.data.energy import load_target
+from deepgen.evaluation.baselines import describe_independent, independent_nll
 from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subplots
 from deepgen.evaluation.scoring import score_model
 from deepgen.io import write_text
@@ -103,7 +104,7 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
         lo, hi = target.view
         plot_side_by_side(pictures, spec, out / "samples.png", bounds=(lo, hi, lo, hi))
     else:
-        write_tables(rows, out, spec, seed)
+        write_tables(rows, out, spec, seed, baseline=independent_nll(splits))
         plot_side_by_side(pictures, spec, out / "samples.png", bounds=plot_bounds(splits.train))
     return rows
 
@@ -159,13 +160,21 @@ def write_target_tables(rows: list[dict], out: Path, target, seed: int = 0) -> N
     write_text(out / "compare.md", "\n".join(lines) + "\n")
 
 
-def write_tables(rows: list[dict], out: Path, spec, seed: int = 0) -> None:
-    """compare.csv (:data:`COLUMNS`) and compare.md (what the figures are, the budget, the table)."""
+def write_tables(rows: list[dict], out: Path, spec, seed: int = 0, baseline: float | None = None) -> None:
+    """compare.csv (:data:`COLUMNS`) and compare.md (what the figures are, the budget, the table); ``baseline``:
+    the test NLL of independent per-dimension marginals (:mod:`deepgen.evaluation.baselines`), a last row of
+    both (model ``independent``, family ``baseline``)."""
+    budget = budget_line(rows, seed) if rows else ""
+    if baseline is not None:
+        rows = [*rows, {"model": "independent", "family": "baseline", "parameters": spec.dim * (spec.levels or 2),
+                        "test_nll_nats": baseline, "test_bits_per_dim": spec.bits_per_dim(baseline),
+                        "figure": "exact: " + describe_independent(spec.levels), "train_time_s": None,
+                        "train_steps_per_s": None, "sample_per_s": None, "steps": None, "batch_size": None}]
     write_csv(rows, COLUMNS, out / "compare.csv")
     head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", "train time (s)", "train steps/s",
             "samples/s"]
     lines = [f"Test split of `{spec.name}` ({spec.description}); NLL in nats per example, "
-             f"bits/dim = NLL / ({spec.dim} ln 2).", "", budget_line(rows, seed) if rows else "", "",
+             f"bits/dim = NLL / ({spec.dim} ln 2).", "", budget, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([

@@ -24,8 +24,9 @@ import torch
 
 from deepgen.data.spec import DataSpec
 from deepgen.distributions import make_output, resolve_output
-from deepgen.errors import ConfigError, DataError
-from deepgen.models.base import GenerativeModel, unpack_batch
+from deepgen.errors import DataError
+from deepgen.models.autoregressive.base import AutoregressiveModel, check_levels
+from deepgen.models.base import unpack_batch
 from deepgen.nets import MaskedMLP
 
 
@@ -33,10 +34,11 @@ from deepgen.nets import MaskedMLP
 # discretized logistics, whose 3K numbers per dimension do not grow with the levels (a categorical
 # head on 12x12 8-bit images is a 512 x 36864 output layer: 1.4 steps/s on a laptop CPU).
 MAX_CATEGORICAL_LEVELS = 32
-OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian")
+OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian",
+                "gaussian-mixture")
 
 
-class MADE(GenerativeModel):
+class MADE(AutoregressiveModel):
     """MADE: a masked MLP giving every conditional of an autoregressive model in one pass.
 
     Per-dimension conditionals, chosen from the data spec (:mod:`deepgen.distributions.outputs`):
@@ -45,8 +47,9 @@ class MADE(GenerativeModel):
     * ``2 < levels <= 32``: categorical over 0..L-1 with L logits s_k:  log p(k) = s_k - logsumexp(s)
     * ``levels > 32`` (8-bit data): a mixture of ``components`` discretized logistics
       (:class:`~deepgen.distributions.outputs.LogisticMixtureOutput`)
-    * continuous: Gaussian with mean mu and log-std l (soft-clamped to [-B, B] by B tanh(l / B)):
-      log p(x) = -(x - mu)^2 / (2 e^{2l}) - l - 1/2 log(2 pi)
+    * continuous: a mixture of ``components`` Gaussians (``output: logistic-mixture`` for logistics,
+      ``conditional-gaussian`` for a single Gaussian), every weight, mean and log-scale from the network:
+      p(x_d | x_<d) = sum_j pi_j N(x_d; mu_j, sigma_j^2)
 
     Parameters: ``hidden`` units in each of ``depth`` hidden layers; ``num_masks``
     orderings/connectivity sets generated from ``seed`` (``order="natural"``: all in
@@ -58,10 +61,8 @@ class MADE(GenerativeModel):
     """
 
     name = "made"
-    family = "autoregressive"
-    density = "exact"
-    capabilities = frozenset({"log_prob", "complete", "conditional"})
-    description = "MADE masked autoregressive MLP (exact density); Bernoulli, categorical, logistic-mixture or Gaussian conditionals"
+    description = ("MADE masked autoregressive MLP (exact density); Bernoulli, categorical, logistic-mixture or "
+                   "Gaussian-mixture conditionals")
     train_defaults = {"lr": 3e-3}  # tuned on digits / digits-binary (3000 steps); the masks regularize
 
     param_constraints = {"hidden": ">= 1", "depth": ">= 0", "num_masks": ">= 1", "order": ("natural", "random"),
@@ -80,19 +81,19 @@ class MADE(GenerativeModel):
             direct: add masked input-to-output connections (a linear autoregressive term).
             seed: seed of the orderings and hidden degrees (they are saved with the weights).
             output: each conditional p(x_d | x_<d): "auto" (bernoulli for 2 levels, categorical up to 32
-                levels, logistic-mixture above, conditional-gaussian for continuous data) or one of those.
-            components: mixture components of the logistic-mixture output (3 numbers per component and dimension).
+                levels, logistic-mixture above, gaussian-mixture for continuous data) or one of those.
+            components: mixture components of the logistic-mixture / gaussian-mixture heads (3 numbers per
+                component and dimension).
             context_features: size of the context vector of a conditional model p(x | c) (0: unconditional).
             standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
         """
         super().__init__(spec, hidden=hidden, depth=depth, num_masks=num_masks, order=order, direct=direct,
                          seed=seed, output=output, components=components, context_features=context_features,
                          standardize=standardize)
-        if spec.levels is not None and spec.levels < 2:
-            raise ConfigError(f"made: discrete data needs at least 2 levels, data '{spec.name}' has {spec.levels}")
+        check_levels(self.name, spec)
         discrete = "categorical" if spec.levels is not None and spec.levels <= MAX_CATEGORICAL_LEVELS \
             else "logistic-mixture"
-        self.output_kind = resolve_output(output, spec, discrete=discrete, continuous="conditional-gaussian",
+        self.output_kind = resolve_output(output, spec, discrete=discrete, continuous="gaussian-mixture",
                                           allowed=OUTPUT_HEADS)
         self.output = make_output(self.output_kind, spec, components)
         self.k = self.output.params_per_dim
@@ -110,40 +111,39 @@ class MADE(GenerativeModel):
     def positions(self) -> torch.Tensor:
         return self.net.positions()
 
-    # --- conditionals -----------------------------------------------------------
-    def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[1:]) != tuple(self.spec.shape):
-            raise DataError(f"made: expected inputs of shape (N, {', '.join(map(str, self.spec.shape))}), "
-                            f"got {tuple(x.shape)}")
-        return self.to_model_space(x).reshape(len(x), -1)
+    def ordering(self, mask_index: int = 0) -> torch.Tensor:
+        """The ordering of mask set ``mask_index`` (the first, natural one by default)."""
+        return self.orders[mask_index]
 
-    def _params(self, x: torch.Tensor, m: int, context=None) -> torch.Tensor:
-        """Conditional parameters (B, D, K) of flat inputs x (B, D) under mask set m."""
-        h = x
-        if self.spec.levels is not None and self.spec.levels > 2:
-            h = x / (self.spec.levels - 1)  # levels to [0, 1], a scale an MLP likes
-        return self.net(h, m, context)
+    # --- conditionals -----------------------------------------------------------
+    def _params(self, x: torch.Tensor, context=None, mask_index: int = 0) -> torch.Tensor:
+        """Conditional parameters (B, D, K) of model-space x (B, *shape) under mask set ``mask_index``."""
+        return self.net(self.scaled(x).reshape(len(x), -1), mask_index, context)
+
+    def _step_params(self, x, dim, context, cache):
+        return self._params(x, context, cache.get("mask", 0))[:, dim]
 
     def conditionals(self, x: torch.Tensor, mask_index: int = 0, context=None) -> torch.Tensor:
         """Parameters of p(x_d | x_<d) for every dim d, shape (B, D, K), under mask set ``mask_index``.
 
         Dims are in the data's flattened order (use ``orders[mask_index]`` for the
         ordering).  For continuous data the parameters are those of the standardised
-        y = (x - m) / s (see ``to_model_space``).  K = 1 (Bernoulli logit), L (categorical logits, unnormalized) or
-        2 (Gaussian mean and unbounded log-std; the output distribution soft-clamps it).
+        y = (x - m) / s (see ``to_model_space``).  K = 1 (Bernoulli logit), L (categorical logits, unnormalized),
+        3K (mixtures) or 2 (Gaussian mean and unbounded log-std; the output distribution soft-clamps it).
         """
-        return self._params(self._flat(x), mask_index, self.check_context(context, len(x)))
+        return self._params(self.check_input(x), self.check_context(context, len(x)), mask_index)
 
-    def _dim_log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x_d | x_<d) per dim, (B, D)."""
-        return self.output.log_prob(x, params)
+    def log_prob_per_dim(self, x, context=None, mask_index: int = 0):
+        """(B, D): log p_m(x_d | x_<d) under mask set ``mask_index`` (model space)."""
+        y = self.check_input(x)
+        params = self._params(y, self.check_context(context, len(x)), mask_index)
+        return self.output.log_prob(y.reshape(len(y), -1), params)
 
     def log_prob_per_mask(self, x: torch.Tensor, context=None) -> torch.Tensor:
         """(B, M): log p_m(x) under each ordering/connectivity m (each exactly normalized),
         in the data's units (the standardisation's log-Jacobian added)."""
-        flat, ctx = self._flat(x), self.check_context(context, len(x))
-        return torch.stack([self._dim_log_prob(self._params(flat, m, ctx), flat).sum(1)
-                            for m in range(self.num_masks)], 1) + self.preprocess_log_det()
+        return torch.stack([self.log_prob_per_dim(x, context, m).sum(1) for m in range(self.num_masks)], 1) \
+            + self.preprocess_log_det()
 
     # --- protocol ---------------------------------------------------------------
     def log_prob(self, x, context=None):
@@ -155,55 +155,48 @@ class MADE(GenerativeModel):
         """NLL under one mask set drawn uniformly per step (connectivity-agnostic training)."""
         x, context = unpack_batch(batch)
         m = int(torch.randint(self.num_masks, ())) if self.num_masks > 1 else 0
-        flat = self._flat(x)
-        lp = self._dim_log_prob(self._params(flat, m, self.check_context(context, len(x))), flat).sum(1)
-        nll = -(lp + self.preprocess_log_det()).mean()
+        nll = -(self.log_prob_per_dim(x, context, m).sum(1) + self.preprocess_log_det()).mean()
         return {"loss": nll, "nll": nll.detach()}
+
+    @torch.no_grad()
+    def complete(self, conditioned_on: torch.Tensor, context=None, temperature: float = 1.0, mask_index=None):
+        """(completed x, log q): NaN entries of ``conditioned_on`` drawn from p(x_d | x_<d) in the ordering of
+        one mask set per row (drawn uniformly: an exact draw from the mixture when nothing is observed;
+        ``mask_index`` fixes it), observed values plugged in among x_<d.
+
+        Observed values that come *later* in a row's ordering do not inform earlier missing dims (one
+        ordering cannot condition on them), so this is an autoregressive completion, not the exact
+        posterior p(missing | observed) unless all observed dims come first.  log q is the log-probability
+        of the drawn entries under the conditionals that drew them."""
+        self._check_temperature(temperature)
+        n = len(conditioned_on)
+        x, missing = self._observed(conditioned_on, n)
+        ctx = self.check_context(context, n)
+        if mask_index is not None:
+            if not 0 <= mask_index < self.num_masks:
+                raise DataError(f"made: mask_index must be in [0, {self.num_masks - 1}], got {mask_index}")
+            which = torch.full((n,), mask_index, dtype=torch.long)
+        else:
+            which = torch.randint(self.num_masks, (n,)) if self.num_masks > 1 else torch.zeros(n, dtype=torch.long)
+        log_q = torch.zeros(n, device=x.device, dtype=x.dtype)
+        for m in which.unique().tolist():
+            rows = (which == m).nonzero().squeeze(1).to(x.device)
+            xs = x[rows]
+            log_q[rows] = self._fill(xs, missing[rows], None if ctx is None else ctx[rows], temperature,
+                                     order=self.orders[m], cache={"mask": m})
+            x[rows] = xs
+        return self.from_model_space(x.view(n, *self.spec.shape)), log_q
 
     @torch.no_grad()
     def sample(self, n, context=None, temperature=1.0, conditioned_on=None):
         """n samples (n, *shape) by D sequential passes in the ordering, on the data's scale.
 
-        Temperature scales logits by 1/T (Bernoulli, categorical) or the std by T
-        (Gaussian); T = 0 takes each conditional's mode.  With M mask sets, each
+        Temperature scales logits by 1/T (Bernoulli, categorical) or the scales by T
+        (Gaussian, mixtures); T = 0 takes each conditional's mode.  With M mask sets, each
         sample uses one ordering drawn uniformly (an exact draw from the mixture).
-
-        ``conditioned_on`` (n, *shape), NaN where missing: observed entries are kept
-        exactly and each missing dim is drawn from p(x_d | x_<d) in the sample's
-        ordering, with observed values plugged in among x_<d.  Observed values that
-        come *later* in the ordering do not inform earlier missing dims (one
-        ordering cannot condition on them), so this is an autoregressive completion,
-        not the exact posterior p(missing | observed) unless all observed dims come first.
+        ``conditioned_on`` (n, *shape), NaN where missing: see :meth:`complete`.
         """
-        if temperature < 0:
-            raise ConfigError(f"made: temperature must be >= 0, got {temperature}")
-        d, device, dtype = self.spec.dim, self.device, self.net.layers[0].weight.dtype
-        if conditioned_on is not None:
-            if tuple(conditioned_on.shape) != (n, *self.spec.shape):
-                raise DataError(f"made: conditioned_on must have shape ({n}, {', '.join(map(str, self.spec.shape))})"
-                                f", got {tuple(conditioned_on.shape)}")
-            cond = self.to_model_space(conditioned_on.to(device, dtype)).reshape(n, d)
-            missing = torch.isnan(cond)
-            x = torch.where(missing, torch.zeros_like(cond), cond)
-            observed = x[~missing]
-            if self.spec.levels is not None and len(observed) and (
-                    (observed != observed.round()).any() or observed.min() < 0 or observed.max() > self.spec.levels - 1):
-                raise DataError(f"made: observed entries of conditioned_on must be integers in "
-                                f"[0, {self.spec.levels - 1}]")
-        else:
-            missing = torch.ones(n, d, dtype=torch.bool, device=device)
-            x = torch.zeros(n, d, device=device, dtype=dtype)
-        ctx = self.check_context(context, n)
-        which = torch.randint(self.num_masks, (n,)) if self.num_masks > 1 else torch.zeros(n, dtype=torch.long)
-        for m in which.unique().tolist():
-            rows = (which == m).nonzero().squeeze(1).to(device)
-            xs, miss = x[rows], missing[rows]
-            cs = None if ctx is None else ctx[rows]
-            for dim in self.orders[m].tolist():
-                need = miss[:, dim]
-                if not need.any():
-                    continue
-                value = self.output.sample(self._params(xs, m, cs)[:, dim], temperature)
-                xs[:, dim] = torch.where(need, value, xs[:, dim])
-            x[rows] = xs
-        return self.from_model_space(x.view(n, *self.spec.shape))
+        if conditioned_on is None:
+            dtype = next(self.parameters()).dtype
+            conditioned_on = torch.full((n, *self.spec.shape), float("nan"), device=self.device, dtype=dtype)
+        return self.complete(conditioned_on, context, temperature)[0]
