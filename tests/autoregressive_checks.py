@@ -88,7 +88,7 @@ def check_normalised(model, context=None, atol: float = 1e-6) -> torch.Tensor:
 def check_completion(model, x: torch.Tensor, missing: torch.Tensor, context=None) -> torch.Tensor:
     """Completion of x with ``missing`` (bool, x's shape) set to NaN: observed entries kept exactly, hidden
     ones valid levels, and log q of the drawn entries equal to the sum of their conditionals under one full
-    pass (catches an incremental sampling step that disagrees with ``log_prob``).  Returns the completions."""
+    pass, in the data's units (catches an incremental sampling step that disagrees with ``log_prob``).  Returns the completions."""
     cond = torch.where(missing, torch.full_like(x, float("nan")), x)
     done, log_q = model.complete(cond, context)
     assert torch.equal(done[~missing], x[~missing]), "observed entries changed"
@@ -97,6 +97,6 @@ def check_completion(model, x: torch.Tensor, missing: torch.Tensor, context=None
         assert torch.equal(done, done.round()) and done.min() >= 0 and done.max() <= model.spec.levels - 1
     with torch.no_grad():
         per_dim = model.log_prob_per_dim(done, context)
-    expect = (per_dim * missing.reshape(len(x), -1)).sum(1)
+    expect = (per_dim * missing.reshape(len(x), -1)).sum(1) + model.hidden_log_det(missing.reshape(len(x), -1))
     torch.testing.assert_close(log_q, expect, atol=1e-4, rtol=1e-4)
     return done

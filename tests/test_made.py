@@ -301,3 +301,18 @@ def test_context_reaches_the_first_dimension_through_hidden_units():
     b = net(x, 0, torch.tensor([[0.0, 1.0]]))[0, first]
     assert not torch.allclose(a, b)
     assert (net.hidden_degrees[0, 0] == -1).any()
+
+
+def test_completion_log_q_is_the_density_of_the_procedure():
+    """One mask set: log q = the drawn entries' conditionals in one pass; M mask sets: their mixture."""
+    from autoregressive_checks import check_completion
+
+    model = made(3, (1, 2, 3), num_masks=1)
+    x = torch.randint(0, 3, (5, 1, 2, 3)).float()
+    check_completion(model, x, torch.rand(x.shape) < 0.5)
+    mixed = made(3, (1, 2, 3), num_masks=3)
+    missing = torch.rand(x.shape) < 0.5
+    done, log_q = mixed.complete(torch.where(missing, torch.nan, x))
+    hidden = missing.reshape(5, -1).float()
+    per_mask = torch.stack([(mixed.log_prob_per_dim(done, None, m) * hidden).sum(1) for m in range(3)])
+    torch.testing.assert_close(log_q, torch.logsumexp(per_mask, 0) - math.log(3))

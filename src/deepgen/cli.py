@@ -1,4 +1,4 @@
-"""Command-line interface: ``deepgen list | train | sample | score | compare``.
+"""Command-line interface: ``deepgen list | train | sample | complete | score | compare``.
 
 Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
 imported when the command runs, so ``deepgen --help`` imports no torch.
@@ -148,6 +148,18 @@ def cmd_sample(args) -> int:
     return 0
 
 
+# --- complete -----------------------------------------------------------------
+def cmd_complete(args) -> int:
+    from deepgen.io import strict_json
+    from deepgen.workflows.complete import complete_run
+
+    result = complete_run(args.run, args.out, data=args.data, mask=args.mask, n=args.n, split=args.split,
+                          seed=args.seed, completions=args.completions, samples=args.samples,
+                          temperature=args.temperature, labels=args.labels, batch_size=args.batch_size)
+    print(strict_json(result))
+    return 0
+
+
 # --- score --------------------------------------------------------------------
 def cmd_score(args) -> int:
     from deepgen.io import strict_json
@@ -278,6 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", help="class to sample from a class-conditional run (e.g. 3)")
 
+    k = sub.add_parser("complete", help="hide part of each example, fill it in, score the hidden part (NLL in nats)",
+                       description="Hide entries of each example of a split (--mask), let the run complete them and "
+                       "write a picture of originals, masked inputs and completions (or .npz arrays) to --out, "
+                       "with the hidden part's NLL -log p(hidden | observed) of the whole split in OUT.json and on "
+                       "stdout: exact when every observed entry precedes every hidden one in the model's ordering "
+                       "(bottom-half under a raster scan), else an importance-sampling estimate (--samples).")
+    k.add_argument("run")
+    k.add_argument("--out", required=True, help="picture (.png .pdf .svg; images) or .npz (any data)")
+    k.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    k.add_argument("--mask", default="bottom-half",
+                   help="which entries to hide: bottom-half, top-half, right-half, left-half or random:P "
+                   "(default: bottom-half)")
+    k.add_argument("--split", default="test", choices=["train", "val", "test"])
+    k.add_argument("-n", type=int, default=16, help="examples in the picture (the NLL uses the whole split)")
+    k.add_argument("--completions", type=int, default=3, help="completions per pictured example (default: 3)")
+    k.add_argument("--samples", type=int, default=32,
+                   help="importance samples per example where the hidden NLL is not exact (default: 32)")
+    k.add_argument("--temperature", type=float, default=1.0, help="temperature of the pictured completions")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    k.add_argument("--labels", help="label source of --data (as for train)")
+
     c = sub.add_parser("score", help="NLL (nats) and bits/dim on a split; prints one JSON object")
     c.add_argument("run")
     c.add_argument("--data", help="dataset (default: the one the run was trained on)")
@@ -301,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "score": cmd_score,
-            "compare": cmd_compare}
+COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "complete": cmd_complete,
+            "score": cmd_score, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,15 +188,27 @@ def plot_pairs(data: torch.Tensor | None, samples: torch.Tensor, path, title: st
     return fig
 
 
-def image_grid(images: torch.Tensor, levels: int | None, ncol: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile (N, C, H, W) images into one (rows*H, cols*W[, C]) array in [0, 1]."""
+MISSING_COLOUR = (0.9, 0.2, 0.2)
+
+
+def image_grid(images: torch.Tensor, levels: int | None, ncol: int | None = None, pad: int = 1,
+               missing: torch.Tensor | None = None) -> np.ndarray:
+    """Tile (N, C, H, W) images into one (rows*H, cols*W[, C]) array in [0, 1]; ``missing`` (bool, the images'
+    shape): pixels with any missing channel drawn in :data:`MISSING_COLOUR` (the grid is then RGB)."""
     x = images.detach().cpu().float()
+    if missing is not None:
+        x = torch.where(missing.cpu(), torch.zeros_like(x), x)  # NaN-free before scaling
     if levels is not None:
         x = x / (levels - 1)
     else:
         lo, hi = x.min(), x.max()
         x = (x - lo) / (hi - lo + 1e-8)
     x = x.clamp(0, 1)
+    if missing is not None:
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x[:, :3]
+        hole = missing.cpu().any(1, keepdim=True).expand_as(x)
+        colour = torch.tensor(MISSING_COLOUR).view(1, 3, 1, 1).expand_as(x)
+        x = torch.where(hole, colour, x)
     n, c, h, w = x.shape
     ncol = ncol or math.ceil(math.sqrt(n))
     nrow = math.ceil(n / ncol)
@@ -305,14 +317,14 @@ def plot_training_curves(table, path, title: str = "", max_cols: int = 3) -> Fig
     return fig
 
 
-def plot_image_rows(rows: list[tuple[str, torch.Tensor]], path, levels: int | None, ncol: int,
-                    title: str = "") -> Figure:
-    """Labelled rows of image grids, e.g. data / reconstructions, or one interpolation path per row."""
+def plot_image_rows(rows: list[tuple], path, levels: int | None, ncol: int, title: str = "") -> Figure:
+    """Labelled rows of image grids, e.g. data / reconstructions, or one interpolation path per row: each row
+    (label, images) or (label, images, missing) with missing pixels coloured (see :func:`image_grid`)."""
     fig, axes = subplots(len(rows), 1, figsize=(ncol * 0.55, 0.75 * sum(math.ceil(len(r[1]) / ncol)
                                                                           for r in rows) + 0.5 * len(rows)),
                              squeeze=False, layout="constrained")
-    for ax, (label, imgs) in zip(axes[:, 0], rows):
-        arr = image_grid(imgs, levels, ncol)
+    for ax, (label, imgs, *missing) in zip(axes[:, 0], rows):
+        arr = image_grid(imgs, levels, ncol, missing=missing[0] if missing else None)
         ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(label, fontsize=9)
         ax.axis("off")

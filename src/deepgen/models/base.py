@@ -65,7 +65,8 @@ CAPABILITIES = {
     "importance_weighted": "log_prob(x, context, k) is an importance-weighted bound with k samples "
                            "(default: the model's iw_samples)",
     "encode": "encode(x), decode(z), reconstruct(x), interpolate(x0, x1)",
-    "complete": "sample(n, conditioned_on=x) fills entries of x marked NaN",
+    "complete": "sample(n, conditioned_on=x) fills entries of x marked NaN; complete(x, context) -> (filled x, "
+                "log q of the filled entries under the procedure that drew them); orderings() (M, D)",
     "dequantize": "on discrete data log_prob is a dequantized bound on log P(k)",
     "conditional": "accepts a context (context_features > 0 builds p(x | context))",
     "sample_log_prob": "sample_and_log_prob(n, context): differentiable samples with their log-density "

@@ -14,9 +14,9 @@ distribution ``self.output`` (:mod:`deepgen.distributions.outputs`); this class 
 * ``sample(n, conditioned_on=...)``: D sequential steps, each on the whole batch of n (n samples
   cost D network passes, not n x D); entries of ``conditioned_on`` that are not NaN are kept, the
   NaN ones drawn from p(x_d | x_<d) with the observed values among x_<d;
-* ``complete(x)``: the same completion, returning also log q(x_hidden), the log-probability of the
-  drawn entries under the completion procedure (a proposal for importance sampling of
-  p(x_observed), see :mod:`deepgen.workflows.complete`).
+* ``complete(x)``: the same completion, returning also log q(x_hidden), the log-probability (density,
+  in the data's units, for continuous data) of the drawn entries under the completion procedure: a
+  proposal for importance sampling of p(x_observed) (see :mod:`deepgen.evaluation.completion`).
 
 A subclass with a cheaper incremental step (NADE's running sum, an RNN state) overrides
 :meth:`_step_params`; the default recomputes all conditionals and reads dim d.
@@ -54,6 +54,10 @@ class AutoregressiveModel(GenerativeModel):
     def ordering(self) -> torch.Tensor:
         """(D,) LongTensor: ordering[t] = the flattened dim generated at step t."""
         return raster_ordering(self.spec.shape)
+
+    def orderings(self) -> torch.Tensor:
+        """(M, D): every ordering that sampling and completion may use (one, unless a model mixes several)."""
+        return self.ordering()[None]
 
     # --- inputs -----------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +150,15 @@ class AutoregressiveModel(GenerativeModel):
         n = len(conditioned_on)
         x, missing = self._observed(conditioned_on, n)
         log_q = self._fill(x, missing, self.check_context(context, n), temperature)
-        return self.from_model_space(x.view(n, *self.spec.shape)), log_q
+        return self.from_model_space(x.view(n, *self.spec.shape)), log_q + self.hidden_log_det(missing)
+
+    def hidden_log_det(self, missing: torch.Tensor) -> torch.Tensor | float:
+        """The standardisation's log-Jacobian restricted to the ``missing`` (n, D) dims: -sum_{d missing} log s_d
+        (0 for discrete data), so log q of completed entries is in the data's units."""
+        if self.spec.levels is not None or not self.standardize:
+            return 0.0
+        log_s = torch.log(self.data_scale).expand(self.spec.shape).reshape(-1)
+        return -(missing.to(log_s.dtype) * log_s).sum(1)
 
     @torch.no_grad()
     def sample(self, n, context=None, temperature=1.0, conditioned_on=None):

@@ -115,6 +115,9 @@ class MADE(AutoregressiveModel):
         """The ordering of mask set ``mask_index`` (the first, natural one by default)."""
         return self.orders[mask_index]
 
+    def orderings(self) -> torch.Tensor:
+        return self.orders
+
     # --- conditionals -----------------------------------------------------------
     def _params(self, x: torch.Tensor, context=None, mask_index: int = 0) -> torch.Tensor:
         """Conditional parameters (B, D, K) of model-space x (B, *shape) under mask set ``mask_index``."""
@@ -167,7 +170,8 @@ class MADE(AutoregressiveModel):
         Observed values that come *later* in a row's ordering do not inform earlier missing dims (one
         ordering cannot condition on them), so this is an autoregressive completion, not the exact
         posterior p(missing | observed) unless all observed dims come first.  log q is the log-probability
-        of the drawn entries under the conditionals that drew them."""
+        of the drawn entries under the procedure that drew them: the mixture (1/M) sum_m q_m over the mask
+        sets (under mask set ``mask_index`` alone when it is given)."""
         self._check_temperature(temperature)
         n = len(conditioned_on)
         x, missing = self._observed(conditioned_on, n)
@@ -185,7 +189,14 @@ class MADE(AutoregressiveModel):
             log_q[rows] = self._fill(xs, missing[rows], None if ctx is None else ctx[rows], temperature,
                                      order=self.orders[m], cache={"mask": m})
             x[rows] = xs
-        return self.from_model_space(x.view(n, *self.spec.shape)), log_q
+        if mask_index is None and self.num_masks > 1:
+            # The procedure drew m uniformly, then x_h from q_m: its density is the mixture (1/M) sum_m q_m(x_h),
+            # with q_m(x_h) = prod_{d hidden} p_m(x_d | x_<d) read off one pass per mask of the completed x.
+            view, hidden = x.view(n, *self.spec.shape), missing.to(x.dtype)
+            per_mask = torch.stack([(self.output.log_prob(x, self._params(view, ctx, m)) * hidden).sum(1)
+                                    for m in range(self.num_masks)])
+            log_q = torch.logsumexp(per_mask, 0) - math.log(self.num_masks)
+        return self.from_model_space(x.view(n, *self.spec.shape)), log_q + self.hidden_log_det(missing)
 
     @torch.no_grad()
     def sample(self, n, context=None, temperature=1.0, conditioned_on=None):
