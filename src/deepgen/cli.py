@@ -95,6 +95,7 @@ _TRAIN_FLAGS = {
     "seed": "seed", "eval_every": "eval_every", "devices": "devices", "accelerator": "accelerator",
     "strategy": "strategy", "num_nodes": "num_nodes", "precision": "precision", "warmup_steps": "warmup_steps",
     "lr_schedule": "lr_schedule", "grad_clip": "grad_clip", "context": "context", "labels": "labels",
+    "keep": "keep",
 }
 
 
@@ -192,8 +193,9 @@ def cmd_compare(args) -> int:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
+    extra = {"keep": args.keep} if args.keep else None
     compare(args.data, models, args.steps, args.out, seed=args.seed, iw_samples=args.iw_samples,
-            overwrite=args.overwrite, progress=not args.no_progress)
+            overwrite=args.overwrite, progress=not args.no_progress, extra=extra)
     print((Path(args.out) / "compare.md").read_text(), end="")
     print(f"wrote {args.out}/compare.md, compare.csv, samples.png and one run directory per model")
     return 0
@@ -231,6 +233,8 @@ def _train_help(defaults: dict) -> dict[str, str]:
         "grad_clip": d("grad_clip", "clip the gradient norm to this (0: no clipping)"),
         "seed": d("seed", "random seed of initialisation, batches and sampling"),
         "eval_every": d("eval_every", "validate, checkpoint and refresh samples.png every this many steps"),
+        "keep": d("keep", "the run's weights: the last step's, or best: those of the lowest validation NLL among "
+                  "the validations (every --eval-every steps) and the last step (model selection)"),
         "context": "train a class-conditional model p(x | y) on the data's labels (default: unconditional)",
         "labels": "where your file's labels are: IDX/.npy label file, npz key, CSV column (name or col:K), "
                   "'folders' for image subfolders (default: found automatically where possible)",
@@ -268,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-clip", dest="grad_clip", type=float, help=h["grad_clip"])
     t.add_argument("--seed", type=int, help=h["seed"])
     t.add_argument("--eval-every", dest="eval_every", type=int, help=h["eval_every"])
+    t.add_argument("--keep", choices=["last", "best"], help=h["keep"])
     t.add_argument("--param", action="append", metavar="NAME=VALUE", help=h["param"])
     t.add_argument("--context", choices=["label"], help=h["context"])
     t.add_argument("--labels", help=h["labels"])
@@ -330,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--iw-samples", dest="iw_samples", type=int, default=1000,
                    help="importance samples k for models whose density is a bound")
+    m.add_argument("--keep", choices=["last", "best"],
+                   help="each model's weights: the last step's (default) or those of its lowest validation NLL")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--no-progress", dest="no_progress", action="store_true")
     return p

@@ -26,6 +26,7 @@ from deepgen.errors import ConfigError, unknown_name
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
 LR_SCHEDULES = ("cosine", "constant")
 CONTEXTS = ("", "label")
+KEEPS = ("last", "best")  # which weights a run keeps: the last step's, or those of the best validation NLL
 # Fallback if Lightning's private precision lists move (lightning 2.x).
 _PRECISIONS_FALLBACK = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
                         "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16")
@@ -37,7 +38,7 @@ FLAGS = {
     "batch_size": "--batch-size", "lr": "--lr", "warmup_steps": "--warmup-steps", "lr_schedule": "--lr-schedule",
     "grad_clip": "--grad-clip", "seed": "--seed", "eval_every": "--eval-every", "accelerator": "--accelerator",
     "devices": "--devices", "num_nodes": "--num-nodes", "strategy": "--strategy", "precision": "--precision",
-    "progress": "--no-progress", "model_params": "--param",
+    "progress": "--no-progress", "model_params": "--param", "keep": "--keep",
 }
 
 # Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
@@ -70,6 +71,7 @@ class TrainConfig:
     grad_clip: float = 5.0  # 0: no clipping
     seed: int = 0
     eval_every: int = 500
+    keep: str = "last"  # "last": the last step's weights; "best": those of the lowest validation NLL (model selection)
     eval_batch_size: int = 256
     log_every: int = 25
     accelerator: str = "cpu"
@@ -151,6 +153,8 @@ class TrainConfig:
                 raise ConfigError(f"{field_name(key)} must be {c.text}, got {value!r}")
         if self.context not in CONTEXTS:
             raise ConfigError(f"{field_name('context')} must be 'label' or empty, got {self.context!r}")
+        if self.keep not in KEEPS:
+            raise ConfigError(f"{field_name('keep')}: {unknown_name('choice', self.keep, KEEPS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"{field_name('lr_schedule')}: {unknown_name('schedule', self.lr_schedule, LR_SCHEDULES)}")
         if not (isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
@@ -221,9 +225,17 @@ class TrainConfig:
                               "package, which is not installed; use 32-true or bf16-mixed")
 
     def _check_model(self) -> None:
-        from deepgen.models.registry import check_model_params
+        from deepgen.data.energy import is_target
+        from deepgen.models.registry import check_model_params, get_model_class
 
         check_model_params(self.model, self.model_params)
+        if self.keep == "best":
+            cls = get_model_class(self.model)
+            if cls.density == "none" or cls.objective != "likelihood" or is_target(self.data):
+                what = (f"data '{self.data}' is a target with no validation split" if is_target(self.data)
+                        else f"model '{self.model}' has no likelihood")
+                raise ConfigError(f"{field_name('keep')} 'best' selects the weights of the lowest validation NLL, "
+                                  f"but {what}; use --keep last")
 
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}

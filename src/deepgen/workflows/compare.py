@@ -24,6 +24,7 @@ from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subpl
 from deepgen.evaluation.scoring import score_model
 from deepgen.io import write_text
 from deepgen.models.pretrained import load_model
+from deepgen.models.registry import get_model_class
 from deepgen.training.config import TrainConfig
 from deepgen.workflows.train import train
 
@@ -71,8 +72,11 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
     spec = splits.spec if target is None else target.spec
     rows, pictures = [], []
     for name in models:
+        fields = dict(extra or {})
+        if fields.get("keep") == "best" and get_model_class(name).density == "none":
+            fields.pop("keep")  # an implicit model has no validation NLL to select by: it keeps its last weights
         cfg = TrainConfig.from_dict({"model": name, "data": data, "steps": steps, "seed": seed,
-                                     "progress": progress, **(extra or {})}, source=f"compare ({name})")
+                                     "progress": progress, **fields}, source=f"compare ({name})")
         run_dir = out / name
         trained = train(cfg, run_dir, overwrite=overwrite, verbose=progress)
         model = load_model(run_dir)

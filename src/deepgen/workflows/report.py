@@ -115,12 +115,14 @@ def write_representation_plots(model, splits, out, seed: int = 0, label_context=
 
 
 def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_size: int = 1,
-                     verbose: bool = True, label_context=None) -> dict:
+                     verbose: bool = True, label_context=None, extra_scores: dict | None = None) -> dict:
     """Score the trained model on the test split (scores.json, test_scores.csv), write its
     pictures (samples, data, training curves, reconstructions) and, if ``verbose``, print the
-    test figure and the files of the run directory that exist.  Returns the scores."""
+    test figure and the files of the run directory that exist.  ``extra_scores`` (e.g. which step
+    ``keep: best`` selected) join scores.json.  Returns the scores."""
     scores = score_model(model, splits, "test", seed=cfg.seed, batch_size=cfg.eval_batch_size,
                          csv_path=out / "test_scores.csv", label_context=label_context)
+    scores.update(extra_scores or {})
     scores["steps"] = max(table.rows) if table.rows else cfg.steps
     scores["train_steps_per_s"] = steps_per_s
     scores["world_size"] = world_size
@@ -148,6 +150,9 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in {**scores, **scores.get("modes", {})}.items()
                 if k in ("energy_distance", "modes_covered", "high_quality_pct"))
+        if scores.get("keep") == "best":
+            figure += (f", weights of step {scores['selected_step']} (lowest validation NLL "
+                       f"{scores['selected_val_nll_nats']:.4f}; last step {scores['last_step_val_nll_nats']:.4f})")
         print(f"{figure}, n={scores.get('n', '-')}, {steps_per_s:.1f} steps/s", file=sys.stderr)
         files = [f for f in RUN_FILES if (out / f).exists()] + pictures
         files += ["tensorboard/"] if (out / "tensorboard").is_dir() else []

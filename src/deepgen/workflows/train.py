@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shlex
 import signal
@@ -180,6 +181,13 @@ class RunWriter(pl.Callback):
         self.label_context = (LabelContext.from_dict(run_extra["context"]) if "context" in run_extra else None)
         self.guard = guard
         self.t0 = time.perf_counter()
+        # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
+        # run starts from the record saved there)
+        self.best_nll, self.best_step = math.inf, None
+        record = (out / BEST_DIR / CONFIG_FILE)
+        if cfg.keep == "best" and record.is_file():
+            saved = read_yaml(record).get("best") or {}
+            self.best_nll, self.best_step = float(saved.get("val_nll_nats", math.inf)), saved.get("step")
 
     def _row(self, trainer, prefix):
         return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
@@ -202,8 +210,11 @@ class RunWriter(pl.Callback):
         module.last_saved_step = module.absolute_step  # rank 0 saves it now (for the non-finite loss message)
         if not trainer.is_global_zero:
             return
-        self.table.update(module.absolute_step, self._row(trainer, "val/"))
+        row = self._row(trainer, "val/")
+        self.table.update(module.absolute_step, row)
         self.checkpoint(trainer, module)
+        if self.cfg.keep == "best":
+            self.keep_if_best(module.model, row.get("val/nll_nats"), module.absolute_step)
         # samples as training goes: samples.png (target_fit.png) is refreshed at every validation
         was = module.model.training
         module.model.eval()
@@ -215,6 +226,16 @@ class RunWriter(pl.Callback):
                                title_suffix=suffix, label_context=self.label_context)
         module.model.train(was)
 
+    def keep_if_best(self, model, val_nll: float | None, step: int) -> bool:
+        """Save ``model`` to RUN/best/ when ``val_nll`` is the lowest validation NLL so far (keep: best)."""
+        if val_nll is None or not math.isfinite(val_nll) or val_nll >= self.best_nll:
+            return False
+        with self.guard.saving() if self.guard is not None else contextlib.nullcontext():
+            save_model(model, self.out / BEST_DIR,
+                       extra={**self.run_extra, "best": {"step": int(step), "val_nll_nats": float(val_nll)}})
+        self.best_nll, self.best_step = float(val_nll), int(step)
+        return True
+
     def checkpoint(self, trainer, module):
         """Weights, training state and metrics.csv of the current step; signals wait until all three are written."""
         with self.guard.saving() if self.guard is not None else contextlib.nullcontext():
@@ -222,6 +243,28 @@ class RunWriter(pl.Callback):
             save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
             self.table.write(self.out / METRICS_FILE)
             module.last_saved_step = module.absolute_step
+
+
+BEST_DIR = "best"  # keep: best -- the weights of the lowest validation NLL so far (a loadable model directory)
+
+
+def select_best(model, splits, label_context, cfg: TrainConfig, writer: RunWriter, step: int) -> dict:
+    """keep: best -- score the final weights on the validation split like validation does (same batches, same
+    seed), keep them if no earlier validation was lower, else load RUN/best/ into ``model`` and make them the
+    run's weights (model.safetensors; the training state stays the last step's, so a resume continues from
+    the kept weights).  Returns what was selected, for scores.json."""
+    from deepgen.evaluation.likelihood import per_example_log_prob
+
+    ctx = label_context.one_hot(splits.split_labels("val")) if label_context is not None else None
+    final = -per_example_log_prob(model, splits.val, batch_size=cfg.eval_batch_size, seed=cfg.seed,
+                                  context=ctx).mean().item()
+    writer.keep_if_best(model, final, step)
+    if writer.best_step != step:
+        load_weights(model, writer.out / BEST_DIR / WEIGHTS_FILE)
+        with writer.guard.saving() if writer.guard is not None else contextlib.nullcontext():
+            save_model(model, writer.out, extra=writer.run_extra)
+    return {"keep": "best", "selected_step": writer.best_step, "selected_val_nll_nats": writer.best_nll,
+            "last_step_val_nll_nats": final}
 
 
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -238,6 +281,8 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     elif has_run and overwrite:
         for name in (WEIGHTS_FILE, STATE_FILE, METRICS_FILE, SCORES_FILE, CONFIG_FILE):
             (out / name).unlink(missing_ok=True)
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            (out / BEST_DIR / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -449,12 +494,15 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
                 raise
             return {}  # every DDP process stops together; the message is rank 0's to give
         train_seconds = time.perf_counter() - t0
+        selection = None
         guard.abort = None  # from here on, signals only wait for the checkpoint below
         if trainer.is_global_zero:
             module.model.cpu().eval()
             if guard.signum is not None:  # metrics.csv gets the row of the step it stopped at
                 writer.log_step(trainer, module.absolute_step)
             writer.checkpoint(trainer, module)
+            if cfg.keep == "best" and target is None and guard.signum is None:
+                selection = select_best(module.model, splits, label_context, cfg, writer, module.absolute_step)
     if guard.signum is not None:
         if not trainer.is_global_zero:
             return {}
@@ -467,4 +515,5 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         return write_target_report(model, target, out, cfg, table, steps_per_s=remaining / train_seconds,
                                    world_size=trainer.world_size, verbose=verbose)
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
-                            world_size=trainer.world_size, verbose=verbose, label_context=label_context)
+                            world_size=trainer.world_size, verbose=verbose, label_context=label_context,
+                            extra_scores=selection)
