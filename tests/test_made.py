@@ -263,26 +263,10 @@ def test_config_errors():
 
 # --- learning -------------------------------------------------------------------------------------------
 def test_short_training_beats_independent_bernoulli_baseline():
-    splits = load_data("digits-binary")
-    train = splits.train.reshape(len(splits.train), -1)
-    test = splits.test.reshape(len(splits.test), -1)
-    p = train.mean(0).clamp(1e-3, 1 - 1e-3)  # independent-Bernoulli MLE (lightly clipped)
-    baseline = -(test * p.log() + (1 - test) * (1 - p).log()).sum(1).mean().item()
+    from autoregressive_checks import fit_briefly
 
-    torch.manual_seed(0)
-    model = build_model("made", splits.spec, {"hidden": 256, "num_masks": 4})
-    with torch.no_grad():
-        initial = -model.log_prob(splits.test).mean().item()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(300):
-        batch = splits.train[torch.randint(len(splits.train), (128,), generator=g)]
-        opt.zero_grad()
-        model.loss(batch)["loss"].backward()
-        opt.step()
-    with torch.no_grad():
-        final = -model.log_prob(splits.test).mean().item()
-    assert final < initial - 15
+    model = build_model("made", load_data("digits-binary").spec, {"hidden": 256, "num_masks": 4})
+    final, baseline = fit_briefly(model, "digits-binary", steps=300, lr=3e-3, batch=128)
     assert final < baseline - 3, (final, baseline)
 
 

@@ -28,6 +28,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "ffjord": "deepgen.models.flows.ffjord:FFJORD",
     "made": "deepgen.models.autoregressive.made:MADE",
     "fvsbn": "deepgen.models.autoregressive.fvsbn:FVSBN",
+    "nade": "deepgen.models.autoregressive.nade:NADE",
     "vae": "deepgen.models.latent.vae:VAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }
