@@ -29,6 +29,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "made": "deepgen.models.autoregressive.made:MADE",
     "fvsbn": "deepgen.models.autoregressive.fvsbn:FVSBN",
     "nade": "deepgen.models.autoregressive.nade:NADE",
+    "pixelcnn": "deepgen.models.autoregressive.pixelcnn:PixelCNN",
     "vae": "deepgen.models.latent.vae:VAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }

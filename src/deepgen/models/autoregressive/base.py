@@ -130,14 +130,19 @@ class AutoregressiveModel(GenerativeModel):
         view = x.view(n, *self.spec.shape)
         log_q = torch.zeros(n, device=x.device, dtype=x.dtype)
         cache = {} if cache is None else cache
-        for dim in (self.ordering() if order is None else order).tolist():
-            need = missing[:, dim]
-            if not need.any():
-                continue
-            params = self._step_params(view, dim, context, cache)
-            value = self.output.sample(params, temperature)
-            x[:, dim] = torch.where(need, value, x[:, dim])
-            log_q = log_q + torch.where(need, self.output.log_prob(value, params), torch.zeros_like(log_q))
+        was_training = self.training
+        self.eval()  # dropout off: every step sees the same network as log_prob does in evaluation
+        try:
+            for dim in (self.ordering() if order is None else order).tolist():
+                need = missing[:, dim]
+                if not need.any():
+                    continue
+                params = self._step_params(view, dim, context, cache)
+                value = self.output.sample(params, temperature)
+                x[:, dim] = torch.where(need, value, x[:, dim])
+                log_q = log_q + torch.where(need, self.output.log_prob(value, params), torch.zeros_like(log_q))
+        finally:
+            self.train(was_training)
         return log_q
 
     @torch.no_grad()
