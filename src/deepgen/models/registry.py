@@ -30,6 +30,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "fvsbn": "deepgen.models.autoregressive.fvsbn:FVSBN",
     "nade": "deepgen.models.autoregressive.nade:NADE",
     "pixelcnn": "deepgen.models.autoregressive.pixelcnn:PixelCNN",
+    "gated-pixelcnn": "deepgen.models.autoregressive.gated_pixelcnn:GatedPixelCNN",
     "vae": "deepgen.models.latent.vae:VAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }
