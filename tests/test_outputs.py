@@ -63,7 +63,9 @@ def test_continuous_mixture_integrates_to_one_and_matches_torch(family):
 
 def test_continuous_mixture_samples_follow_the_mixture():
     out = ContinuousMixtureOutput(2, "gaussian")
-    params = torch.tensor([0.0, 1.0, -3.0, 3.0, -2.0, -1.0])  # weights 1:e, locations -3 and 3, small scales
+    # weights 1:e, locations -3 and 3 (raw -1 and 1 plus the fixed spread -2, +2), small scales
+    params = torch.tensor([0.0, 1.0, -1.0, 1.0, -2.0, -1.0])
+    assert out._split(params)[1].tolist() == [-3.0, 3.0]
     torch.manual_seed(0)
     draws = out.sample(params.expand(40000, 6))
     right = (draws > 0).float().mean().item()

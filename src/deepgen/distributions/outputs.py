@@ -16,7 +16,8 @@ data's own scale:
                                           mu and log sigma both from the network (log sigma soft-bounded)
     gaussian             x in R:          the same with one learned sigma per data dimension (not an output
                                           of the network): a VAE decoder's observation noise
-    gaussian-mixture     x in R:          p = sum_j pi_j N(x; mu_j, sigma_j^2), K components (3K parameters)
+    gaussian-mixture     x in R:          p = sum_j pi_j N(x; mu_j, sigma_j^2), K components (3K parameters;
+                                          mu_j offset by a fixed linspace(-2, 2, K)_j: spread at the start)
     logistic-mixture     x in R:          (continuous data) p = sum_j pi_j Logistic(x; mu_j, s_j)
 
 Parameters arrive as a tensor of shape ``(*x.shape, P)``; ``log_prob`` returns
@@ -278,8 +279,12 @@ class ContinuousMixtureOutput(OutputDistribution):
         self.params_per_dim = 3 * components
 
     def _split(self, params):
-        """(weight logits, locations, bounded log-scales), each (..., K)."""
+        """(weight logits, locations, bounded log-scales), each (..., K).  Location j is offset by the fixed
+        u_j = linspace(-2, 2, K)_j, so a fresh network's components start spread over the (standardised) data
+        instead of on top of each other, where symmetry would keep them together for thousands of steps."""
         w, loc, log_s = params.unflatten(-1, (3, self.components)).unbind(-2)
+        if self.components > 1:
+            loc = loc + torch.linspace(-2, 2, self.components, dtype=loc.dtype, device=loc.device)
         return w, loc, self.bound * torch.tanh(log_s / self.bound)
 
     def component_log_prob(self, x, loc, log_s):

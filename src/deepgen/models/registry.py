@@ -31,6 +31,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "nade": "deepgen.models.autoregressive.nade:NADE",
     "pixelcnn": "deepgen.models.autoregressive.pixelcnn:PixelCNN",
     "gated-pixelcnn": "deepgen.models.autoregressive.gated_pixelcnn:GatedPixelCNN",
+    "pixelrnn": "deepgen.models.autoregressive.pixelrnn:PixelRNN",
     "vae": "deepgen.models.latent.vae:VAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }

@@ -16,12 +16,8 @@ from __future__ import annotations
 import torch
 
 from deepgen.data.spec import DataSpec
-from deepgen.distributions import make_output, resolve_output
-from deepgen.models.autoregressive.base import AutoregressiveModel, check_levels, raster_ordering
+from deepgen.models.autoregressive.base import OUTPUT_HEADS, AutoregressiveModel, output_head, raster_ordering
 from deepgen.nets.masked import MaskedLinear
-
-OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian",
-                "gaussian-mixture")
 
 
 class FVSBN(AutoregressiveModel):
@@ -50,10 +46,7 @@ class FVSBN(AutoregressiveModel):
         """
         super().__init__(spec, order=order, seed=seed, output=output, components=components,
                          context_features=context_features, standardize=standardize)
-        check_levels(self.name, spec)
-        kind = resolve_output(output, spec, discrete="categorical", continuous="gaussian-mixture",
-                              allowed=OUTPUT_HEADS)
-        self.output = make_output(kind, spec, components)
+        _, self.output = output_head(self.name, spec, output, components, discrete="categorical")
         k, d = self.output.params_per_dim, spec.dim
         if order == "random":
             ordering = torch.randperm(d, generator=torch.Generator().manual_seed(seed))

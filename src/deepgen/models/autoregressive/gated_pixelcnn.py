@@ -18,15 +18,11 @@ so those rows' conditionals are the full pass's).
 from __future__ import annotations
 
 from deepgen.data.spec import DataSpec
-from deepgen.distributions import make_output, resolve_output
 from deepgen.errors import ConfigError
-from deepgen.models.autoregressive.base import AutoregressiveModel, check_levels
+from deepgen.models.autoregressive.base import OUTPUT_HEADS, AutoregressiveModel, check_image, output_head
 from deepgen.nets.gated_pixelcnn import GatedPixelCNNNet
 
 # Above this many levels the default head is a logistic mixture (3 K numbers per dim, not L).
-MAX_CATEGORICAL_LEVELS = 32
-OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian",
-                "gaussian-mixture")
 
 
 class GatedPixelCNN(AutoregressiveModel):
@@ -59,18 +55,12 @@ class GatedPixelCNN(AutoregressiveModel):
         """
         super().__init__(spec, channels=channels, layers=layers, kernel=kernel, dropout=dropout, output=output,
                          components=components, context_features=context_features, standardize=standardize)
-        if not spec.is_image:
-            raise ConfigError(f"{self.name}: needs image data (C, H, W); data '{spec.name}' has shape "
-                              f"{tuple(spec.shape)} (use made or fvsbn for vectors)")
-        check_levels(self.name, spec)
+        check_image(self.name, spec)
         c = spec.shape[0]
         if channels < c:
             raise ConfigError(f"{self.name}: channels ({channels}) must be at least the image's {c} channels "
                               "(one feature group per channel)")
-        discrete = "categorical" if spec.levels is not None and spec.levels <= MAX_CATEGORICAL_LEVELS \
-            else "logistic-mixture"
-        kind = resolve_output(output, spec, discrete=discrete, continuous="gaussian-mixture", allowed=OUTPUT_HEADS)
-        self.output = make_output(kind, spec, components)
+        _, self.output = output_head(self.name, spec, output, components)
         self.net = GatedPixelCNNNet(c, self.output.params_per_dim, channels, layers, kernel, context_features,
                                     dropout)
 

@@ -23,19 +23,10 @@ import math
 import torch
 
 from deepgen.data.spec import DataSpec
-from deepgen.distributions import make_output, resolve_output
 from deepgen.errors import DataError
-from deepgen.models.autoregressive.base import AutoregressiveModel, check_levels
+from deepgen.models.autoregressive.base import OUTPUT_HEADS, AutoregressiveModel, output_head
 from deepgen.models.base import unpack_batch
 from deepgen.nets import MaskedMLP
-
-
-# The default head: one logit per level up to this many levels; above it (8-bit data) a mixture of
-# discretized logistics, whose 3K numbers per dimension do not grow with the levels (a categorical
-# head on 12x12 8-bit images is a 512 x 36864 output layer: 1.4 steps/s on a laptop CPU).
-MAX_CATEGORICAL_LEVELS = 32
-OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian",
-                "gaussian-mixture")
 
 
 class MADE(AutoregressiveModel):
@@ -90,12 +81,7 @@ class MADE(AutoregressiveModel):
         super().__init__(spec, hidden=hidden, depth=depth, num_masks=num_masks, order=order, direct=direct,
                          seed=seed, output=output, components=components, context_features=context_features,
                          standardize=standardize)
-        check_levels(self.name, spec)
-        discrete = "categorical" if spec.levels is not None and spec.levels <= MAX_CATEGORICAL_LEVELS \
-            else "logistic-mixture"
-        self.output_kind = resolve_output(output, spec, discrete=discrete, continuous="gaussian-mixture",
-                                          allowed=OUTPUT_HEADS)
-        self.output = make_output(self.output_kind, spec, components)
+        self.output_kind, self.output = output_head(self.name, spec, output, components)
         self.k = self.output.params_per_dim
         self.net = MaskedMLP(spec.dim, self.k, hidden, depth, num_masks, order, direct, seed, context_features)
 

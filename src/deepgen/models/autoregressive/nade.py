@@ -24,11 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepgen.data.spec import DataSpec
-from deepgen.distributions import make_output, resolve_output
-from deepgen.models.autoregressive.base import AutoregressiveModel, check_levels, raster_ordering
+from deepgen.models.autoregressive.base import OUTPUT_HEADS, AutoregressiveModel, output_head, raster_ordering
 
-OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian",
-                "gaussian-mixture")
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": F.relu}
 
 
@@ -67,10 +64,7 @@ class NADE(AutoregressiveModel):
         super().__init__(spec, hidden=hidden, activation=activation, dropout=dropout, order=order, seed=seed,
                          output=output, components=components, context_features=context_features,
                          standardize=standardize)
-        check_levels(self.name, spec)
-        kind = resolve_output(output, spec, discrete="logistic-mixture", continuous="gaussian-mixture",
-                              allowed=OUTPUT_HEADS)
-        self.output = make_output(kind, spec, components)
+        _, self.output = output_head(self.name, spec, output, components, discrete="logistic-mixture")
         self.act, self.dropout = ACTIVATIONS[activation], float(dropout)
         d, k = spec.dim, self.output.params_per_dim
         if order == "random":

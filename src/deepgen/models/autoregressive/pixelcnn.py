@@ -22,15 +22,10 @@ first layer and in every block.
 from __future__ import annotations
 
 from deepgen.data.spec import DataSpec
-from deepgen.distributions import make_output, resolve_output
-from deepgen.errors import ConfigError
-from deepgen.models.autoregressive.base import AutoregressiveModel, check_levels
+from deepgen.models.autoregressive.base import OUTPUT_HEADS, AutoregressiveModel, check_image, output_head
 from deepgen.nets.pixelcnn import PixelCNNNet
 
 # auto head: a logit per level up to this many levels, a logistic mixture above (8-bit data)
-MAX_CATEGORICAL_LEVELS = 32
-OUTPUT_HEADS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "conditional-gaussian",
-                "gaussian-mixture")
 
 
 class PixelCNN(AutoregressiveModel):
@@ -67,17 +62,8 @@ class PixelCNN(AutoregressiveModel):
         super().__init__(spec, channels=channels, blocks=blocks, kernel=kernel, block_kernel=block_kernel,
                          dropout=dropout, output=output, components=components, context_features=context_features,
                          standardize=standardize)
-        if not spec.is_image:
-            raise ConfigError(f"pixelcnn expects images (C, H, W), got shape {spec.shape}; for vectors use "
-                              f"made, nade or fvsbn")
-        for field, k in (("kernel", kernel), ("block_kernel", block_kernel)):
-            if k % 2 == 0:
-                raise ConfigError(f"pixelcnn: {field} must be odd (a centred masked convolution), got {k}")
-        check_levels(self.name, spec)
-        discrete = "categorical" if spec.levels is not None and spec.levels <= MAX_CATEGORICAL_LEVELS \
-            else "logistic-mixture"
-        kind = resolve_output(output, spec, discrete=discrete, continuous="gaussian-mixture", allowed=OUTPUT_HEADS)
-        self.output = make_output(kind, spec, components)
+        check_image(self.name, spec, kernel=kernel, block_kernel=block_kernel)
+        _, self.output = output_head(self.name, spec, output, components)
         self.net = PixelCNNNet(spec.shape[0], self.output.params_per_dim, channels, blocks, kernel, block_kernel,
                                dropout, context_features)
 
