@@ -19,3 +19,13 @@ def same_under_seed(fn_a, fn_b, seed: int = 0) -> bool:
     a = fn_a()
     torch.manual_seed(seed)
     return torch.equal(a, fn_b())
+
+
+@pytest.fixture
+def one_thread():
+    """For tests of many tiny ops (masked convolutions, LSTM loops, planar layers): a second intra-op thread only
+    adds wake-up latency (10-20x slower on a loaded machine).  Use with ``pytestmark = pytest.mark.usefixtures``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,13 +15,7 @@ from deepgen.models.registry import build_model
 from deepgen.nets.pixelcnn import MaskedConv2d, PixelCNNNet, channel_groups
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These convolutions are tiny: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pixelcnn(levels, shape, **params):

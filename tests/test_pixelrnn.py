@@ -16,13 +16,7 @@ from deepgen.nets.pixelrnn import CausalConv, channel_groups, conv_mask, skew, u
 VARIANTS = ("row", "diagonal")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The LSTM loops are many small ops: a second thread only adds contention (10x slower on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pixelrnn(levels, shape, **params):

@@ -25,13 +25,7 @@ from deepgen.models.registry import build_model
 LAYERS = {"planar": PlanarLayer, "radial": RadialLayer}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These flows run many tiny ops: a second intra-op thread only adds wake-up latency (20x on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def perturbed(model, scale=0.3):
