@@ -3,7 +3,7 @@ BiLSTM's full one, exact normalisation, completion, save/load, context, learning
 
 import pytest
 import torch
-from autoregressive_checks import check_autoregressive, check_completion, check_normalised, random_inputs
+from autoregressive_checks import check_autoregressive, check_completion, check_normalised, fit_briefly, random_inputs
 from conftest import same_under_seed
 
 from deepgen.data import load_data
@@ -172,22 +172,6 @@ def test_config_errors():
 
 # --- learning ------------------------------------------------------------------------------------------
 def test_short_training_beats_the_independent_pixel_baseline():
-    splits = load_data("digits-binary")
-    train = splits.train.reshape(len(splits.train), -1)
-    test = splits.test.reshape(len(splits.test), -1)
-    p = train.mean(0).clamp(1e-3, 1 - 1e-3)
-    baseline = -(test * p.log() + (1 - test) * (1 - p).log()).sum(1).mean().item()
-
-    torch.manual_seed(0)
-    model = build_model("pixelrnn", splits.spec, {"hidden": 16, "layers": 1})
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(150):
-        batch = splits.train[torch.randint(len(splits.train), (64,), generator=g)]
-        opt.zero_grad()
-        model.loss(batch)["loss"].backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        final = -model.log_prob(splits.test).mean().item()
+    model = build_model("pixelrnn", load_data("digits-binary").spec, {"hidden": 16, "layers": 1})
+    final, baseline = fit_briefly(model, "digits-binary", steps=150, lr=1e-2)
     assert final < baseline - 3, (final, baseline)
