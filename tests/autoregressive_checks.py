@@ -123,3 +123,27 @@ def fit_briefly(model, data: str = "digits-binary", steps: int = 150, lr: float 
     with torch.no_grad():
         nll = -model.log_prob(splits.test).mean().item()
     return nll, independent_nll(splits)
+
+
+def take_steps(model, batch, steps: int = 3, lr: float = 1e-2):
+    """A few Adam steps on one batch (x or (x, context)), so weights are trained, not initial; model left in eval."""
+    opt = torch.optim.Adam(model.parameters(), lr)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model.loss(batch)["loss"].backward()
+        opt.step()
+    return model.eval()
+
+
+def check_context_errors(model, d: int) -> None:
+    """A conditional model (2 context features, D = ``d`` vector dims) refuses a missing context (ConfigError)
+    and inputs of the wrong shape (DataError), each with one-line messages."""
+    import pytest
+
+    from deepgen.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="context"):
+        model.log_prob(torch.zeros(3, d))
+    with pytest.raises(DataError, match="shape"):
+        model.log_prob(torch.zeros(3, d + 1), torch.zeros(3, 2))

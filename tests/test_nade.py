@@ -4,14 +4,15 @@ incremental sampling and completion, save/load, context and learning."""
 import pytest
 import torch
 from autoregressive_checks import (
-    check_autoregressive, check_completion, check_normalised, fit_briefly, random_inputs,
+    check_autoregressive, check_completion, check_context_errors, check_normalised, fit_briefly, random_inputs,
+    take_steps,
 )
 from bijection_checks import perturb
 from conftest import same_under_seed
 
 from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
-from deepgen.errors import ConfigError, DataError
+from deepgen.errors import ConfigError
 from deepgen.models.pretrained import load_model, save_model
 from deepgen.models.registry import build_model
 
@@ -200,13 +201,9 @@ def test_dropout_only_in_training():
 # --- save / load ------------------------------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path):
     model = nade(3, (1, 3, 3), order="random", seed=5, context_features=2)
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
     x = torch.randint(0, 3, (32, 1, 3, 3)).float()
     ctx = torch.nn.functional.one_hot(torch.randint(2, (32,)), 2).float()
-    for _ in range(5):
-        opt.zero_grad()
-        model.loss((x, ctx))["loss"].backward()
-        opt.step()
+    take_steps(model, (x, ctx), steps=5)
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
     assert loaded.params == model.params and torch.equal(loaded.ordering(), model.ordering())
@@ -225,11 +222,7 @@ def test_config_errors():
         build_model("nade", DataSpec("t", (4,), 1), {})
     with pytest.raises(ConfigError):
         build_model("nade", DataSpec("t", (4,), None), {"output": "categorical"})
-    model = build_model("nade", spec, {"hidden": 8, "context_features": 2})
-    with pytest.raises(ConfigError):
-        model.log_prob(torch.zeros(3, 4))  # context missing
-    with pytest.raises(DataError):
-        model.log_prob(torch.zeros(3, 5), torch.zeros(3, 2))
+    check_context_errors(build_model("nade", spec, {"hidden": 8, "context_features": 2}), 4)
 
 
 # --- learning -------------------------------------------------------------------------------------------

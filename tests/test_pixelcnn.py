@@ -3,7 +3,7 @@ completion, save/load, context, and learning beyond the independent-pixel baseli
 
 import pytest
 import torch
-from autoregressive_checks import check_autoregressive, check_completion, check_normalised, fit_briefly
+from autoregressive_checks import check_autoregressive, check_completion, check_normalised, fit_briefly, take_steps
 from conftest import same_under_seed
 
 from deepgen.data import load_data
@@ -165,13 +165,9 @@ def test_temperature_zero_is_deterministic():
 # --- save / load, errors ---------------------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path):
     model = pixelcnn(5, (3, 4, 4), dropout=0.2, context_features=2)
-    opt = torch.optim.Adam(model.parameters(), 1e-2)
     x = torch.randint(0, 5, (16, 3, 4, 4)).float()
     ctx = torch.eye(2)[torch.arange(16) % 2]
-    for _ in range(3):
-        opt.zero_grad()
-        model.loss((x, ctx))["loss"].backward()
-        opt.step()
+    take_steps(model, (x, ctx)).train()
     with torch.no_grad():
         assert not torch.equal(model.log_prob(x, ctx), model.log_prob(x, ctx))  # dropout in training mode
     model.eval()
