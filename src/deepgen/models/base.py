@@ -64,7 +64,12 @@ CAPABILITIES = {
     "elbo": "elbo(x, context): the evidence lower bound per example",
     "importance_weighted": "log_prob(x, context, k) is an importance-weighted bound with k samples "
                            "(default: the model's iw_samples)",
-    "encode": "encode(x), decode(z), reconstruct(x), interpolate(x0, x1)",
+    "encode": "encode(x, context) -> point code z, decode(z, context, mean), reconstruct(x), interpolate(x0, x1)",
+    "traverse": "traverse(x, values): decode the code of x with each vector coordinate swept (code_scale() "
+                "says where codes live)",
+    "diagnostics": "diagnostics(x, context) -> {name: float}: model-specific figures over a whole split "
+                   "(e.g. codebook perplexity), joined to the scores",
+    "canvas": "canvases(n, context) -> (T, n, *shape): the canvas of n samples after each of T steps",
     "complete": "sample(n, conditioned_on=x) fills entries of x marked NaN; complete(x, context) -> (filled x, "
                 "log q of the filled entries under the procedure that drew them); orderings() (M, D)",
     "dequantize": "on discrete data log_prob is a dequantized bound on log P(k)",

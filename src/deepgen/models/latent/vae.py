@@ -29,7 +29,8 @@ import torch
 from deepgen.data.spec import DataSpec
 from deepgen.distributions import gaussian_kl, gaussian_log_prob, make_output, resolve_output, standard_normal_log_prob
 from deepgen.errors import ConfigError
-from deepgen.models.base import GenerativeModel, unpack_batch
+from deepgen.models.base import unpack_batch
+from deepgen.models.latent.base import LatentModel
 from deepgen.nets import MLP, ConvDecoder, ConvEncoder
 
 DECODERS = ("bernoulli", "categorical", "logistic", "gaussian")
@@ -37,7 +38,7 @@ DECODERS = ("bernoulli", "categorical", "logistic", "gaussian")
 _IW_ROWS = 1 << 15
 
 
-class VAE(GenerativeModel):
+class VAE(LatentModel):
     """VAE with a diagonal-Gaussian encoder and a normalized decoder likelihood.
 
     ``arch``: "mlp" (flattened data; ``hidden`` units per layer) or "conv" (images; ``channels``
@@ -52,9 +53,8 @@ class VAE(GenerativeModel):
     """
 
     name = "vae"
-    family = "latent"
     density = "bound"
-    capabilities = frozenset({"log_prob", "elbo", "importance_weighted", "encode", "conditional"})
+    capabilities = frozenset({"log_prob", "elbo", "importance_weighted", "encode", "traverse", "conditional"})
     description = "variational autoencoder: ELBO training, importance-weighted log p(x) (k samples)"
     train_defaults = {"steps": 3000}  # digits: val IWAE bottoms out near 3000 steps, then overfits
 
@@ -112,11 +112,15 @@ class VAE(GenerativeModel):
             x = self.to_model_space(x)
         return x if self.arch == "conv" else x.reshape(len(x), -1)
 
-    def encode(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z | x) = N(mu, diag sigma^2): returns (mu, log sigma), each (B, latent)."""
         h = self.encoder(self._encoder_input(x), self.check_context(context, len(x)))
         mu, log_std = h.chunk(2, -1)
         return mu, log_std
+
+    def encode(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The point code of x: the posterior mean mu(x), (B, latent)."""
+        return self.posterior(x, context)[0]
 
     def decoder_params(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The likelihood's parameters for each z: shape (B, *data shape, P)."""
@@ -141,7 +145,7 @@ class VAE(GenerativeModel):
 
     # --- objectives ---------------------------------------------------------------
     def _elbo_terms(self, x, context=None):
-        mu, log_std = self.encode(x, context)
+        mu, log_std = self.posterior(x, context)
         z = mu + torch.exp(log_std) * torch.randn_like(mu)  # reparameterization: gradients reach phi
         return self.log_likelihood(x, z, context), gaussian_kl(mu, log_std)
 
@@ -170,7 +174,7 @@ class VAE(GenerativeModel):
         if k < 1:
             raise ConfigError(f"vae log_prob needs k >= 1 importance samples, got {k}")
         b = len(x)
-        mu, log_std = self.encode(x, context)
+        mu, log_std = self.posterior(x, context)
         chunk = max(1, min(k, _IW_ROWS // max(b, 1)))
         total = None
         for start in range(0, k, chunk):
@@ -193,27 +197,3 @@ class VAE(GenerativeModel):
         m = self._device_marker
         z = temperature * torch.randn(n, self.latent, device=m.device, dtype=m.dtype)
         return self.decode(z, context, mean=mean)
-
-    def reconstruct(self, x: torch.Tensor, context: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
-        """decode(posterior mean of z): E[x | z = mu(x)] by default, or a draw with ``mean=False``."""
-        return self.decode(self.encode(x, context)[0], context, mean=mean)
-
-    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8,
-                    context: torch.Tensor | None = None, mean: bool = True) -> torch.Tensor:
-        """Decode z_t = (1 - t) mu(x0) + t mu(x1) for ``steps`` values of t evenly in [0, 1].
-
-        ``x0``, ``x1``: one example each (the data shape) or matching batches (B, *shape).
-        Returns (steps, *shape) or (steps, B, *shape); the endpoints are reconstruct(x0), reconstruct(x1).
-        """
-        if steps < 2:
-            raise ConfigError(f"interpolate needs steps >= 2, got {steps}")
-        single = tuple(x0.shape) == tuple(self.spec.shape)
-        if single:
-            x0, x1 = x0.unsqueeze(0), x1.unsqueeze(0)
-            context = None if context is None else context.reshape(1, -1)
-        mu0, mu1 = self.encode(x0, context)[0], self.encode(x1, context)[0]
-        t = torch.linspace(0, 1, steps, dtype=mu0.dtype, device=mu0.device)[:, None, None]
-        z = ((1 - t) * mu0 + t * mu1).reshape(-1, self.latent)  # (steps * B, latent)
-        cs = None if context is None else context.repeat(steps, 1)
-        out = self.decode(z, cs, mean=mean).reshape(steps, len(x0), *self.spec.shape)
-        return out[:, 0] if single else out
