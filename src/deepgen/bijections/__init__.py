@@ -11,7 +11,7 @@ from deepgen.bijections.actnorm import ActNorm
 from deepgen.bijections.invconv import InvertibleConv1x1
 from deepgen.bijections.prior import ConditionalPrior
 from deepgen.bijections.cnf import CNF
-from deepgen.bijections.planar import PlanarLayer
+from deepgen.bijections.planar import PlanarLayer, planar_map
 from deepgen.bijections.radial import RadialLayer
 
 __all__ = [
@@ -22,5 +22,5 @@ __all__ = [
     "SplineCoupling", "SplineAutoregressive", "rational_quadratic_spline",
     "ActNorm", "InvertibleConv1x1", "ConditionalPrior",
     "CNF",
-    "PlanarLayer", "RadialLayer",
+    "PlanarLayer", "planar_map", "RadialLayer",
 ]

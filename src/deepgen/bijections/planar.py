@@ -92,6 +92,27 @@ def solve_planar(s: torch.Tensor, k: torch.Tensor, b: torch.Tensor, tol: float =
     return a
 
 
+def constrain_planar(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u_hat, k = w.u_hat) for raw u, w of shape (..., D): u_hat = u + (m(w.u) - w.u) w / |w|^2 with
+    m(a) = -1 + softplus(a), so k = m(w.u) >= -1 (the translation u, k = w.u, where |w|^2 < W_EPS)."""
+    wu = (w * u).sum(-1, keepdim=True)
+    n2 = w.square().sum(-1, keepdim=True)
+    n2g = n2.clamp_min(W_EPS)
+    rho = n2 / n2g  # 1 unless |w|^2 < W_EPS
+    m = F.softplus(wu) - 1
+    u_hat = u + (m - wu) * w / n2g
+    k = m * rho + wu * (1 - rho)
+    return u_hat, k.squeeze(-1)
+
+
+def planar_map(z: torch.Tensor, u: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampling direction x = z + u_hat tanh(w.z + b) with per-row parameters u, w (B, D), b (B,)
+    (an amortized planar layer, e.g. a VAE posterior): returns (x, log|det dx/dz| = log(1 + k h'))."""
+    u_hat, k = constrain_planar(u, w)
+    t = torch.tanh((w * z).sum(-1) + b)
+    return z + t.unsqueeze(-1) * u_hat, torch.log1p(k * (1 - t * t))
+
+
 class PlanarLayer(Bijection):
     """One planar layer on (B, D) vectors; parameters u, w (D,) and b (scalar), see the module docstring.
 
@@ -113,15 +134,7 @@ class PlanarLayer(Bijection):
 
     def constrained(self):
         """(u_hat, k = w.u_hat): the invertibility constraint applied to the raw (u, w)."""
-        u, w = self.u, self.w
-        wu = (w * u).sum()
-        n2 = w.square().sum()
-        n2g = n2.clamp_min(W_EPS)
-        rho = n2 / n2g  # 1 unless |w|^2 < W_EPS
-        m = F.softplus(wu) - 1
-        u_hat = u + (m - wu) * w / n2g
-        k = m * rho + wu * (1 - rho)
-        return u_hat, k
+        return constrain_planar(self.u, self.w)
 
     def inverse(self, z, context=None):
         """Sampling direction, closed form: x = z + u_hat tanh(w.z + b)."""

@@ -1,4 +1,4 @@
-"""Datasets: built-in (2-D toys, digits) and users' own files, with class labels.
+"""Datasets: built-in (2-D toys, digits, blobs) and users' own files, with class labels.
 
 ``load_data(name_or_path, labels=None)`` returns fixed :class:`Splits`;
 ``list_datasets()`` names the built-in ones.  A user's file is split 80/10/10
@@ -24,11 +24,12 @@ _DIGITS = ("digits", "digits-binary")
 def list_datasets() -> dict[str, str]:
     """Built-in dataset name -> one-line description (with the number of classes where labelled),
     and the unnormalised targets ``energy-u1`` .. ``energy-u4`` for variational inference."""
+    from deepgen.data.blobs import DESCRIPTION as BLOBS
     from deepgen.data.digits import DESCRIPTIONS
     from deepgen.data.energy import TARGETS
     from deepgen.data.toy2d import TOY_DATASETS
 
-    return {**TOY_DATASETS, **DESCRIPTIONS, **{k: t.spec.description for k, t in TARGETS.items()}}
+    return {**TOY_DATASETS, **DESCRIPTIONS, "blobs": BLOBS, **{k: t.spec.description for k, t in TARGETS.items()}}
 
 
 def is_file_source(name: str) -> bool:
@@ -74,6 +75,10 @@ def _load_builtin(name: str) -> Splits | None:
         from deepgen.data.digits import load_digits_images
 
         return load_digits_images(binary=name == "digits-binary")
+    if name == "blobs":
+        from deepgen.data.blobs import load_blobs
+
+        return load_blobs()
     from deepgen.data.toy2d import TOY_DATASETS, load_toy
 
     return load_toy(name) if name in TOY_DATASETS else None
@@ -85,7 +90,8 @@ def _builtin_labels(splits: Splits, labels: str | None) -> Splits:
     if labels is None:
         return splits
     if labels == NO_LABELS:
-        return Splits(splits.spec, splits.train, splits.val, splits.test)
+        return Splits(splits.spec, splits.train, splits.val, splits.test, factors=splits.factors,
+                      factor_names=splits.factor_names)
     if splits.has_labels:
         raise DataError(f"labels '{labels}': built-in dataset '{name}' already carries its class labels "
                         f"({label_summary(splits.classes)}); expected labels only for your own files "

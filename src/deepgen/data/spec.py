@@ -116,7 +116,8 @@ class Splits:
 
     ``labels`` maps a split to its class ids (int64, shape (N,), values in
     ``0..K-1``) and ``classes`` holds the K class names (index = label id);
-    both are empty for a dataset without labels.
+    both are empty for a dataset without labels.  ``factors`` maps a split to known generative
+    factors (int64 indices, shape (N, F); synthetic data such as ``blobs``) named by ``factor_names``.
     """
 
     spec: DataSpec
@@ -125,6 +126,8 @@ class Splits:
     test: torch.Tensor
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)
+    factor_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Check the labels (int64 ids in 0..K-1, one per example)."""

@@ -236,7 +236,7 @@ def plot_image_grid(images: torch.Tensor, path, levels: int | None, title: str =
 # What each logged metric is, by name (first match wins): (regex, panel title, y-axis label).
 # Likelihood models log nats per example; a GAN's players log their own losses.
 CURVE_PANELS = (
-    (r"train/(loss|nll)|val/nll(_nats)?", "loss (train) and NLL (validation)", "nats/example"),
+    (r"train/(loss|nll)|val/nll(_nats)?|val/loss", "loss (train) and NLL (validation)", "nats/example"),
     (r".*bits_per_dim", "bits/dim", "bits/dim"),
     (r"train/elbo|val/elbo_nats", "ELBO", "nats/example"),
     (r"train/kl", "KL(q(z|x) || p(z))", "nats/example"),

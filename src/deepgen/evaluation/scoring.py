@@ -12,8 +12,10 @@ from deepgen.data.context import LabelContext
 from deepgen.data.spec import Splits
 from deepgen.errors import ConfigError
 from deepgen.evaluation.conditional import class_log_likelihoods, conditional_summary
+from deepgen.evaluation.disentanglement import disentanglement_scores
 from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
 from deepgen.evaluation.modes import PROTOCOL_SAMPLES, mode_metrics_for
+from deepgen.evaluation.reconstruction import reconstruction_scores
 from deepgen.evaluation.sample_metrics import sample_scores
 from deepgen.io import write_text
 
@@ -40,7 +42,9 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     density exact / bound / estimate: mean NLL (nats), bits/dim, n; per-example log p to
     ``csv_path``.  For a bound, ``log_prob`` is the importance-weighted estimate with ``k``
     samples (the model's default if None), and the ELBO is reported too.
-    density "none": no NLL (implicit model); sample metrics instead.
+    density "none": no NLL (implicit model, autoencoder); sample metrics instead.
+    A model that encodes also gets reconstruction MSE / PSNR (and MIG on data with known factors);
+    one with "diagnostics" adds its own figures (see :func:`representation_scores`).
     A conditional model (``label_context`` given) reports ``nll_nats`` given the true labels,
     ``marginal_nll_nats`` = -log sum_y p(x | y) p(y) and ``classify_accuracy``.
     Every model that samples gets mode coverage on data with known modes (ring8, grid25).
@@ -56,8 +60,12 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     true_ctx = label_context.one_hot(labels) if conditional else None
     mode_ctx = prior_contexts(label_context, PROTOCOL_SAMPLES, seed) if conditional else None
     result = {"model": model.name, "data": splits.spec.name, "split": split, "density": model.density}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        result.update(representation_scores(model, splits, split, true_ctx, batch_size))
     if model.density == "none":
-        result["note"] = (f"{model.name} is an implicit model: it defines no density, so there is no NLL; "
+        kind = "an autoencoder" if model.can("encode") else "an implicit model"
+        result["note"] = (f"{model.name} is {kind}: it defines no density, so there is no NLL; "
                           f"sample metrics instead")
         result.update(sample_scores(model, splits, split, seed=seed, context=true_ctx, mode_context=mode_ctx))
         return result
@@ -95,6 +103,22 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     if csv_path is not None:
         write_per_example_csv(Path(csv_path), log_probs, splits.spec, labels, predicted, marginal)
     return result
+
+
+def representation_scores(model, splits: Splits, split: str, context=None, batch_size: int = 256) -> dict:
+    """What a model that encodes adds to the scores: ``reconstruction`` (MSE, PSNR of reconstruct(x)),
+    ``disentanglement`` (MIG on the train split) on data with known factors (``blobs``), and the
+    model's own ``diagnostics`` over the whole split (e.g. a VQ-VAE's codebook perplexity)."""
+    out = {}
+    x = splits.split(split)
+    if model.can("encode"):
+        out["reconstruction"] = reconstruction_scores(model, x, splits.spec, context, batch_size)
+        if splits.factors and not model.is_conditional:
+            out["disentanglement"] = disentanglement_scores(model, splits, "train", batch_size)
+    if model.can("diagnostics"):
+        with torch.no_grad():
+            out.update(model.diagnostics(x, context))
+    return out
 
 
 def write_per_example_csv(path: Path, log_probs, spec, labels=None, predicted=None, marginal=None) -> None:

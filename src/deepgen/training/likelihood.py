@@ -23,7 +23,8 @@ from deepgen.training.schedule import any_nonfinite, check_finite_loss, make_opt
 
 
 class LikelihoodModule(pl.LightningModule):
-    """Adam + warm-up/cosine schedule on ``model.loss``; logs train/loss and val/nll_nats, val/bits_per_dim."""
+    """Adam + warm-up/cosine schedule on ``model.loss``; logs train/loss and val/nll_nats, val/bits_per_dim
+    (val/loss for a model without a density, e.g. an autoencoder)."""
 
     def __init__(self, model, cfg, step_offset: int = 0, optimizer_states: list | None = None):
         super().__init__()
@@ -63,6 +64,9 @@ class LikelihoodModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, context = unpack_batch(batch)
+        if self.model.density == "none":  # an autoencoder: no likelihood, validate its training loss
+            self.log("val/loss", self.model.loss(batch)["loss"], prog_bar=True, batch_size=len(x), sync_dist=True)
+            return
         nll = -self.model.log_prob(x, context).mean()
         self.log("val/nll_nats", nll, prog_bar=True, batch_size=len(x), sync_dist=True)
         self.log("val/bits_per_dim", self.model.spec.bits_per_dim(nll), batch_size=len(x), sync_dist=True)

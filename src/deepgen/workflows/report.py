@@ -10,6 +10,7 @@ import torch
 from deepgen.evaluation.plots import (
     MAX_PAIR_FEATURES, plot_2d, plot_image_grid, plot_image_rows, plot_pairs, plot_training_curves,
 )
+from deepgen.evaluation.latent_plots import latent_plane, plot_latent_map
 from deepgen.evaluation.scoring import score_model
 from deepgen.evaluation.variational import plot_target_fit, score_target
 from deepgen.io import write_json
@@ -92,26 +93,62 @@ def write_samples_plot(model, splits, path, n: int = 2000, temperature: float = 
 
 @torch.no_grad()
 def write_representation_plots(model, splits, out, seed: int = 0, label_context=None) -> list[str]:
-    """For models that encode: test images over their reconstructions, and latent interpolations.
-
-    Returns the names of the files written."""
+    """Pictures of what a model that encodes learned, on images: test images over their
+    reconstructions, latent interpolations, latent traversals (every code coordinate swept, the
+    others fixed), a latent map when the code is 2-D, and the canvas over the steps of a model
+    that draws in steps (DRAW).  Returns the names of the files written."""
     spec = splits.spec
-    if not spec.is_image or not model.can("encode"):
+    if not spec.is_image:
         return []
-    x = splits.test[:16]
-    ctx = label_context.one_hot(splits.split_labels("test")) if model.is_conditional else None
+    written = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
+        if model.can("canvas"):
+            canvases = model.canvases(10)  # (T, n, *shape)
+            rows = [(f"step {t + 1}", canvases[t]) for t in range(len(canvases))]
+            plot_image_rows(rows, out / "canvas.png", spec.levels, ncol=10,
+                            title=f"{model.name}: the canvas after each step, 10 samples")
+            written.append("canvas.png")
+        if not model.can("encode"):
+            return written
+        x = splits.test[:16]
+        ctx = label_context.one_hot(splits.split_labels("test")) if model.is_conditional else None
         c16 = None if ctx is None else ctx[:16]
         plot_image_rows([("test data", x), ("reconstructions", model.reconstruct(x, c16))], out / "reconstructions.png",
                         spec.levels, ncol=16, title=f"{model.name}: reconstructions")
-        if ctx is None:  # a conditional path needs one label for both ends
-            paths = model.interpolate(splits.test[:6], splits.test[6:12], steps=10)  # (steps, pairs, ...)
-            rows = [(f"test {i} -> test {i + 6}", paths[:, i]) for i in range(paths.shape[1])]
-            plot_image_rows(rows, out / "interpolations.png", spec.levels, ncol=10,
-                            title=f"{model.name}: latent interpolations")
-            return ["reconstructions.png", "interpolations.png"]
-    return ["reconstructions.png"]
+        written.append("reconstructions.png")
+        if ctx is not None:  # a conditional path needs one label for both ends
+            return written
+        paths = model.interpolate(splits.test[:6], splits.test[6:12], steps=10)  # (steps, pairs, ...)
+        rows = [(f"test {i} -> test {i + 6}", paths[:, i]) for i in range(paths.shape[1])]
+        plot_image_rows(rows, out / "interpolations.png", spec.levels, ncol=10,
+                        title=f"{model.name}: latent interpolations")
+        written.append("interpolations.png")
+        if model.can("traverse"):
+            values = torch.linspace(-3, 3, 9)
+            sweeps = model.traverse(splits.test[0], values)  # (latent, values, *shape)
+            rows = [(f"z_{j + 1}", sweeps[j]) for j in range(len(sweeps))]
+            plot_image_rows(rows, out / "traversals.png", spec.levels, ncol=len(values),
+                            title=f"{model.name}: traversals of test image 0, each z_j from loc - 3 scale to loc + 3 "
+                                  "scale")
+            written.append("traversals.png")
+            if model.latent == 2:
+                written.append(write_latent_map(model, splits, out))
+    return written
+
+
+def write_latent_map(model, splits, out, steps: int = 15) -> str:
+    """latent_map.png for a model with a 2-D code: the test codes by label and the decoded plane."""
+    codes = model.encode(splits.test)
+    loc, scale = model.code_scale()
+    plane = latent_plane(loc.cpu(), scale.cpu(), steps)
+    decoded = model.decode(plane.to(model.device), mean=True)
+    extent = (float(loc[0] - 3 * scale[0]), float(loc[0] + 3 * scale[0]),
+              float(loc[1] - 3 * scale[1]), float(loc[1] + 3 * scale[1]))
+    labels = splits.split_labels("test") if splits.has_labels else None
+    plot_latent_map(codes, labels, splits.classes, decoded, extent, Path(out) / "latent_map.png",
+                    splits.spec.levels, title=f"{model.name} on {splits.spec.name}: 2-D latent space", steps=steps)
+    return "latent_map.png"
 
 
 def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_size: int = 1,

@@ -18,6 +18,10 @@ z = mu + sigma * eps, eps ~ N(0, I), and the analytic KL to the prior:
 estimated with one draw of k samples.  IWAE_1 is the ELBO (in expectation),
 IWAE_k grows with k and tends to log p(x) as k -> infinity.  On discrete data
 log p(x | z) is a discrete log-probability, so log_prob estimates log P(k).
+
+Flow posteriors (``posterior=planar|iaf``, :mod:`deepgen.models.latent.posteriors`): z = f_K o ... o f_1(z_0),
+z_0 ~ N(mu, sigma^2), log q(z | x) = log N(z_0; mu, sigma) - sum_k log|det df_k|; the KL is then
+estimated with the same draw, KL ~ log q(z | x) - log p(z), and the IWAE weights use this log q.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from deepgen.distributions import gaussian_kl, gaussian_log_prob, make_output, r
 from deepgen.errors import ConfigError
 from deepgen.models.base import unpack_batch
 from deepgen.models.latent.base import LatentModel
+from deepgen.models.latent.posteriors import POSTERIORS, FlowPosterior
 from deepgen.nets import MLP, ConvDecoder, ConvEncoder
 
 DECODERS = ("bernoulli", "categorical", "logistic", "gaussian")
@@ -50,6 +55,7 @@ class VAE(LatentModel):
     logits per dimension.
     ``beta`` weights the KL in the training loss only (beta != 1 is no longer a bound);
     ``elbo`` and ``log_prob`` always use beta = 1.  ``iw_samples`` is log_prob's default k.
+    ``posterior``: "gaussian" (diagonal), or a flow of ``posterior_layers`` steps on it: "planar" or "iaf".
     """
 
     name = "vae"
@@ -60,11 +66,13 @@ class VAE(LatentModel):
 
     param_constraints = {"latent": ">= 1", "hidden": ">= 1", "channels": ">= 1", "depth": ">= 0",
                          "arch": ("auto", "mlp", "conv"), "decoder": ("auto",) + DECODERS, "beta": ">= 0",
-                         "iw_samples": ">= 1", "context_features": ">= 0"}
+                         "iw_samples": ">= 1", "posterior": POSTERIORS, "posterior_layers": ">= 1",
+                         "context_features": ">= 0"}
 
     def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 256, channels: int = 64, depth: int = 2,
                  arch: str = "auto", decoder: str = "auto", beta: float = 1.0, iw_samples: int = 100,
-                 context_features: int = 0, standardize: bool = True):
+                 posterior: str = "gaussian", posterior_layers: int = 4, context_features: int = 0,
+                 standardize: bool = True):
         """Build a VAE for data ``spec``.
 
         Args:
@@ -76,11 +84,15 @@ class VAE(LatentModel):
             decoder: likelihood p(x | z): "auto", "bernoulli", "categorical", "logistic" or "gaussian".
             beta: weight of the KL term in the training loss (1: the ELBO; log_prob always uses 1).
             iw_samples: importance samples k of log_prob's IWAE bound (and of scores).
+            posterior: q(z | x): "gaussian" (diagonal), "planar" (amortized planar flow) or "iaf" (inverse
+                autoregressive flow) on a diagonal-Gaussian draw.
+            posterior_layers: flow steps of a planar or iaf posterior.
             context_features: size of the context vector of a conditional model p(x | c) (0: unconditional).
             standardize: continuous data: model (x - mean) / std per feature, Jacobian counted.
         """
         super().__init__(spec, latent=latent, hidden=hidden, channels=channels, depth=depth, arch=arch,
-                         decoder=decoder, beta=beta, iw_samples=iw_samples, context_features=context_features,
+                         decoder=decoder, beta=beta, iw_samples=iw_samples, posterior=posterior,
+                         posterior_layers=posterior_layers, context_features=context_features,
                          standardize=standardize)
         if arch == "auto":
             arch = "conv" if spec.is_image else "mlp"
@@ -95,11 +107,14 @@ class VAE(LatentModel):
         self.beta = beta
         self.iw_samples = iw_samples
         p = self.likelihood.params_per_dim
+        self.flow = None if posterior == "gaussian" else FlowPosterior(posterior, latent, posterior_layers,
+                                                                        min(hidden, 4 * latent))
+        q_out = 2 * latent + (0 if self.flow is None else self.flow.features)
         if arch == "conv":
-            self.encoder = ConvEncoder(spec.shape, 2 * latent, channels, depth, context_features)
+            self.encoder = ConvEncoder(spec.shape, q_out, channels, depth, context_features)
             self.decoder = ConvDecoder(spec.shape, latent, spec.shape[0] * p, channels, depth, context_features)
         else:
-            self.encoder = MLP(spec.dim, 2 * latent, hidden, depth, context_features)
+            self.encoder = MLP(spec.dim, q_out, hidden, depth, context_features)
             self.decoder = MLP(latent, spec.dim * p, hidden, depth, context_features)
         self.register_buffer("_device_marker", torch.zeros(()), persistent=False)
 
@@ -112,15 +127,28 @@ class VAE(LatentModel):
             x = self.to_model_space(x)
         return x if self.arch == "conv" else x.reshape(len(x), -1)
 
-    def posterior(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior q(z | x) = N(mu, diag sigma^2): returns (mu, log sigma), each (B, latent)."""
-        h = self.encoder(self._encoder_input(x), self.check_context(context, len(x)))
-        mu, log_std = h.chunk(2, -1)
-        return mu, log_std
+    def posterior(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """The posterior's parameters: (mu, log sigma) of the Gaussian q_0(z_0 | x), each (B, latent), and the
+        flow's features h (B, F) (None for ``posterior="gaussian"``)."""
+        out = self.encoder(self._encoder_input(x), self.check_context(context, len(x)))
+        d = self.latent
+        return out[:, :d], out[:, d:2 * d], (out[:, 2 * d:] if self.flow is not None else None)
+
+    def draw_posterior(self, mu, log_std, h, eps):
+        """(z, log q(z | x)) for noise ``eps`` (..., B, latent): z_0 = mu + sigma eps, then the flow if any."""
+        z = mu + torch.exp(log_std) * eps  # reparameterization: gradients reach phi
+        log_q = gaussian_log_prob(z, mu, log_std)
+        if self.flow is None:
+            return z, log_q
+        shape = z.shape
+        hs = h.expand(*shape[:-1], h.shape[-1]).reshape(-1, h.shape[-1])
+        z, log_det = self.flow(z.reshape(-1, shape[-1]), hs)
+        return z.reshape(shape), log_q - log_det.reshape(shape[:-1])
 
     def encode(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """The point code of x: the posterior mean mu(x), (B, latent)."""
-        return self.posterior(x, context)[0]
+        """The point code of x, (B, latent): the posterior mean mu(x), pushed through the flow if any."""
+        mu, log_std, h = self.posterior(x, context)
+        return mu if self.flow is None else self.flow(mu, h)[0]
 
     def decoder_params(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The likelihood's parameters for each z: shape (B, *data shape, P)."""
@@ -145,12 +173,15 @@ class VAE(LatentModel):
 
     # --- objectives ---------------------------------------------------------------
     def _elbo_terms(self, x, context=None):
-        mu, log_std = self.posterior(x, context)
-        z = mu + torch.exp(log_std) * torch.randn_like(mu)  # reparameterization: gradients reach phi
-        return self.log_likelihood(x, z, context), gaussian_kl(mu, log_std)
+        mu, log_std, h = self.posterior(x, context)
+        z, log_q = self.draw_posterior(mu, log_std, h, torch.randn_like(mu))
+        # the Gaussian's KL in closed form; a flow's by the same draw: log q(z | x) - log p(z)
+        kl = gaussian_kl(mu, log_std) if self.flow is None else log_q - standard_normal_log_prob(z)
+        return self.log_likelihood(x, z, context), kl
 
     def elbo(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-example ELBO (nats): log p(x | z) - KL(q || p), one reparameterized z, analytic KL."""
+        """Per-example ELBO (nats): log p(x | z) - KL(q || p), one reparameterized z; analytic KL for the
+        Gaussian posterior, the one-sample estimate log q(z | x) - log p(z) for a flow posterior."""
         rec, kl = self._elbo_terms(x, context)
         return rec - kl
 
@@ -174,13 +205,13 @@ class VAE(LatentModel):
         if k < 1:
             raise ConfigError(f"vae log_prob needs k >= 1 importance samples, got {k}")
         b = len(x)
-        mu, log_std = self.posterior(x, context)
+        mu, log_std, h = self.posterior(x, context)
         chunk = max(1, min(k, _IW_ROWS // max(b, 1)))
         total = None
         for start in range(0, k, chunk):
             kc = min(chunk, k - start)
-            z = mu + torch.exp(log_std) * torch.randn(kc, *mu.shape, dtype=mu.dtype, device=mu.device)
-            log_q = gaussian_log_prob(z, mu, log_std)  # (kc, B)
+            eps = torch.randn(kc, *mu.shape, dtype=mu.dtype, device=mu.device)
+            z, log_q = self.draw_posterior(mu, log_std, h, eps)  # (kc, B, latent), (kc, B)
             log_pz = standard_normal_log_prob(z)
             xs = x.unsqueeze(0).expand(kc, *x.shape).reshape(kc * b, *x.shape[1:])
             cs = None if context is None else context.unsqueeze(0).expand(kc, *context.shape).reshape(kc * b, -1)
