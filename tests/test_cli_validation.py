@@ -63,7 +63,7 @@ TRAIN_TABLE = [
     (["--seed", "-1"], ["--seed / field 'seed' must be in [0, 4294967295], got -1"]),
     (["--lr-schedule", "cosin"], ["--lr-schedule", "invalid choice"]),
     (["--model", "nosuch"], ["unknown model 'nosuch'"]),
-    (["--model", "mdae"], ["unknown model 'mdae'", "did you mean 'made'?"]),
+    (["--model", "madee"], ["unknown model 'madee'", "did you mean 'made'?"]),
     (["--data", "nosuch"], ["unknown dataset 'nosuch'"]),
 ]
 

@@ -7,12 +7,15 @@ import json
 
 import math
 
+import pytest
 import torch
 
 from deepgen.data import load_data
 from deepgen.data.spec import DataSpec, Splits
 from deepgen.evaluation.baselines import independent_log_prob, independent_nll
-from deepgen.workflows.compare import compare, nll_caption
+from deepgen.errors import ConfigError
+from deepgen.io import parse_value
+from deepgen.workflows.compare import compare, nll_caption, parse_model_entry, run_dir_name
 
 
 def test_compare_trains_each_model_and_writes_one_table(tmp_path):
@@ -42,6 +45,28 @@ def test_compare_trains_each_model_and_writes_one_table(tmp_path):
     assert nll_caption(rows[0]) == (f"test NLL {flow['nll_nats']:.3f} nats, "
                                     f"{flow['bits_per_dim']:.3f} bits/dim")
     assert nll_caption(rows[1]).startswith("no density")
+
+
+def test_model_entries_with_hyper_parameters(tmp_path):
+    assert parse_model_entry("vae") == ("vae", {}, "vae")
+    assert parse_model_entry("vae:beta=4:posterior=iaf:lr_like=1e-3") == (
+        "vae", {"beta": 4, "posterior": "iaf", "lr_like": 1e-3}, "vae:beta=4:posterior=iaf:lr_like=1e-3")
+    assert run_dir_name("vae:beta=4") == "vae-beta-4"
+    assert parse_value("true") is True and parse_value("0.5") == 0.5 and parse_value("a b") == "a b"
+    for bad in ("vae:beta", "vae:=3"):
+        with pytest.raises(ConfigError, match="NAME:key=value"):
+            parse_model_entry(bad)
+    with pytest.raises(ConfigError, match="unknown model"):
+        parse_model_entry("vea:beta=4")
+    # two variants of one model: two rows, two run directories, each with its own parameter
+    rows = compare("moons", ["vae:beta=1:hidden=16:iw_samples=2", "vae:beta=4:hidden=16:iw_samples=2"], steps=5, out=tmp_path, progress=False,
+                   iw_samples=5, extra={"eval_every": 5, "batch_size": 32})
+    assert [r["model"] for r in rows] == ["vae:beta=1:hidden=16:iw_samples=2", "vae:beta=4:hidden=16:iw_samples=2"]
+    for beta, name in ((1, "vae-beta-1-hidden-16-iw_samples-2"), (4, "vae-beta-4-hidden-16-iw_samples-2")):
+        cfg = (tmp_path / name / "config.yaml").read_text()
+        assert f"beta: {beta}" in cfg and "hidden: 16" in cfg
+    assert all(isinstance(r["test_elbo_nats"], float) and r["mig"] is None for r in rows)
+    assert "test ELBO (nats)" in (tmp_path / "compare.md").read_text()
 
 
 def test_independent_baseline_is_the_smoothed_product_of_marginals():

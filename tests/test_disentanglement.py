@@ -11,7 +11,8 @@ from deepgen.data import list_datasets, load_data
 from deepgen.data.blobs import FACTORS, LEVELS, render
 from deepgen.errors import ConfigError
 from deepgen.evaluation.disentanglement import entropy, mig, mutual_information
-from deepgen.evaluation.reconstruction import psnr_db, reconstruction_scores
+from deepgen.evaluation.reconstruction import reconstruction_scores
+from deepgen.evaluation.restoration import psnr_db
 from deepgen.models.registry import build_model
 from deepgen.training.config import TrainConfig
 from deepgen.workflows.train import train
@@ -79,7 +80,7 @@ def test_mig_separates_disentangled_from_entangled_codes():
 
 
 def test_reconstruction_scores_and_psnr():
-    assert psnr_db(torch.tensor([1.0]), 16.0).item() == pytest.approx(20 * math.log10(16))
+    assert psnr_db(1.0, 16.0) == pytest.approx(20 * math.log10(16))
     spec = load_data("digits").spec
     m = build_model("vae", spec, {"channels": 8, "latent": 2})
     x = load_data("digits").test[:40]

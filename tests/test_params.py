@@ -236,9 +236,9 @@ def test_list_registered_model_with_meanings_and_train_defaults(toy, capsys):
 
 
 def test_list_unknown_model_suggests(capsys):
-    assert main(["list", "mdae"]) == 2
+    assert main(["list", "madee"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown model 'mdae'" in err and "did you mean 'made'" in err
+    assert err.count("\n") == 1 and "unknown model 'madee'" in err and "did you mean 'made'" in err
 
 
 def test_list_without_model_mentions_list_model(capsys):

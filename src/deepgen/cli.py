@@ -1,4 +1,4 @@
-"""Command-line interface: ``deepgen list | train | sample | complete | score | compare``.
+"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare``.
 
 Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
 imported when the command runs, so ``deepgen --help`` imports no torch.
@@ -12,28 +12,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
 from deepgen.errors import ConfigError, DeepgenError, TrainingInterrupted
 
 
-_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
-
-
 def _parse_param(text: str) -> tuple[str, object]:
-    import yaml
+    from deepgen.io import parse_value
 
     if "=" not in text:
         raise ConfigError(f"--param {text!r}: expected NAME=VALUE, e.g. --param hidden=128")
     key, value = text.split("=", 1)
-    if _EXPONENT_NUMBER.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 (no dot) as a string
-        return key.strip(), float(value)
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        return key.strip(), value
+    return key.strip(), parse_value(value)
 
 
 # --- list ---------------------------------------------------------------------
@@ -161,6 +152,18 @@ def cmd_complete(args) -> int:
     return 0
 
 
+# --- restore ------------------------------------------------------------------
+def cmd_restore(args) -> int:
+    from deepgen.io import strict_json
+    from deepgen.workflows.restore import restore
+
+    result = restore(args.run, data=args.data, task=args.task, out=args.out, n=args.n, split=args.split,
+                     seed=args.seed, noise=args.noise, block=args.block, factor=args.factor, steps=args.steps,
+                     completions=args.completions, labels=args.labels, batch_size=args.batch_size)
+    print(strict_json(result))
+    return 0
+
+
 # --- score --------------------------------------------------------------------
 def cmd_score(args) -> int:
     from deepgen.io import strict_json
@@ -178,15 +181,14 @@ def cmd_score(args) -> int:
 
 # --- compare ------------------------------------------------------------------
 def cmd_compare(args) -> int:
-    from deepgen.models.registry import get_model_class
-    from deepgen.workflows.compare import compare
+    from deepgen.workflows.compare import compare, parse_model_entry
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise ConfigError("--models: expected a comma-separated list, e.g. realnvp,made,vae")
-    for name in models:  # every name checked before the first model trains
+    for entry in models:  # every entry checked before the first model trains
         try:
-            get_model_class(name)
+            parse_model_entry(entry)
         except ConfigError as exc:
             raise ConfigError(f"--models: {exc}") from None
     if args.steps < 1:
@@ -317,6 +319,35 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     k.add_argument("--labels", help="label source of --data (as for train)")
 
+    r = sub.add_parser("restore", help="corrupt images (noise, a hidden block, low resolution), restore them, "
+                       "report MSE and PSNR", description="Corrupt the images of a split (--task denoise: Gaussian "
+                       "noise; inpaint: a square block hidden; upscale: --factor x --factor block means), restore "
+                       "them with the run (a model with encode, e.g. ae, dae, vae: repeated reconstruction with what "
+                       "is known re-imposed; an autoregressive model, inpaint only: the mean of --completions "
+                       "completions) and print MSE and PSNR (dB) of the corrupted, a simple baseline's (3x3 "
+                       "median; the training mean image; nearest-neighbour upsampling) and the restored images; "
+                       "writes a picture (rows clean, corrupted, baseline, restored) to --out and the figures to "
+                       "OUT.json.")
+    r.add_argument("run")
+    r.add_argument("--task", required=True, choices=["denoise", "inpaint", "upscale"])
+    r.add_argument("--out", required=True, help="picture (.png .pdf .svg) or .npz (the arrays); figures in OUT.json")
+    r.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    r.add_argument("--split", default="test", choices=["train", "val", "test"])
+    r.add_argument("-n", type=int, help="restore and score the first N images of the split (default: all); the "
+                   "picture shows up to 12")
+    r.add_argument("--noise", type=float, default=0.2, help="denoise: noise std as a fraction of the data range "
+                   "(default: 0.2)")
+    r.add_argument("--block", type=int, help="inpaint: side of the hidden square (default: half the image side)")
+    r.add_argument("--factor", type=int, default=4, help="upscale: side of the averaged blocks; must divide the "
+                   "image size (default: 4)")
+    r.add_argument("--steps", type=int, help="reconstruction passes of an encode model (default: denoise 1, "
+                   "inpaint 10, upscale 3)")
+    r.add_argument("--completions", type=int, default=8,
+                   help="inpaint with a completing model: completions averaged (default: 8)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the corruptions and the completions")
+    r.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    r.add_argument("--labels", help="label source of --data (as for train)")
+
     c = sub.add_parser("score", help="NLL (nats) and bits/dim on a split; prints one JSON object")
     c.add_argument("run")
     c.add_argument("--data", help="dataset (default: the one the run was trained on)")
@@ -329,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("compare", help="train several models on the same data and budget; one table")
     m.add_argument("--data", required=True)
-    m.add_argument("--models", required=True, help="comma-separated model names, e.g. realnvp,made,vae")
+    m.add_argument("--models", required=True, help="comma-separated model names, e.g. realnvp,made,vae; an entry "
+                   "may set hyper-parameters: vae:beta=4:latent=8 (its run directory: vae-beta-4-latent-8)")
     m.add_argument("--steps", type=int, default=3000)
     m.add_argument("--out", required=True)
     m.add_argument("--seed", type=int, default=0)
@@ -343,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "complete": cmd_complete,
-            "score": cmd_score, "compare": cmd_compare}
+            "restore": cmd_restore, "score": cmd_score, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

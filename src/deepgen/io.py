@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepgen.errors import CheckpointError, ConfigError
+
+_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def parse_value(text: str):
+    """A command-line value as YAML reads it (``4`` -> 4, ``true`` -> True, ``a`` -> "a"), except that
+    1e-3 (no dot, which YAML 1.1 leaves a string) is a float; text YAML cannot read stays a string."""
+    if _EXPONENT_NUMBER.fullmatch(text.strip()):
+        return float(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):

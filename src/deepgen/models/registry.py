@@ -33,6 +33,9 @@ BUILTIN_MODELS: dict[str, str] = {
     "gated-pixelcnn": "deepgen.models.autoregressive.gated_pixelcnn:GatedPixelCNN",
     "pixelrnn": "deepgen.models.autoregressive.pixelrnn:PixelRNN",
     "vae": "deepgen.models.latent.vae:VAE",
+    "ae": "deepgen.models.latent.ae:Autoencoder",
+    "dae": "deepgen.models.latent.dae:DenoisingAutoencoder",
+    "vqvae": "deepgen.models.latent.vqvae:VQVAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }
 _REGISTERED: dict[str, type] = {}

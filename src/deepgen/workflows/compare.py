@@ -22,7 +22,8 @@ from deepgen.data.energy import load_target
 from deepgen.evaluation.baselines import describe_independent, independent_nll
 from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subplots
 from deepgen.evaluation.scoring import score_model
-from deepgen.io import write_text
+from deepgen.errors import ConfigError
+from deepgen.io import parse_value, write_text
 from deepgen.models.pretrained import load_model
 from deepgen.models.registry import get_model_class
 from deepgen.training.config import TrainConfig
@@ -31,8 +32,8 @@ from deepgen.workflows.train import train
 # Variational inference on an unnormalised target (deepgen.data.energy): bound and gap columns instead of NLLs.
 TARGET_COLUMNS = ["model", "family", "parameters", "elbo_nats", "log_z_is", "log_z_true", "kl_nats", "forward_kl_nats",
                   "ess_fraction", "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
-COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "train_time_s",
-           "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
+COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "test_elbo_nats", "mig",
+           "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
 
 
 @torch.no_grad()
@@ -59,10 +60,31 @@ def describe_figure(scores: dict) -> str:
     return "exact" + (" (dequantized bound)" if "dequantization" in scores else "")
 
 
+def parse_model_entry(entry: str) -> tuple[str, dict, str]:
+    """``NAME`` or ``NAME:key=value:key=value`` (a model with hyper-parameters, e.g. ``vae:beta=4``) ->
+    (model name, params, row label).  The label is the entry itself; its run directory is the label with
+    ``:`` and ``=`` replaced by ``-``.  Values are read as on the command line (numbers, true/false)."""
+    name, *pairs = [p.strip() for p in entry.split(":")]
+    get_model_class(name)  # an unknown name fails here, with suggestions
+    params = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--models entry {entry!r}: expected NAME:key=value[:key=value], e.g. vae:beta=4")
+        params[key.strip()] = parse_value(value.strip())
+    return name, params, entry
+
+
+def run_dir_name(label: str) -> str:
+    """The run directory of a compare row: its label with ``:`` and ``=`` replaced by ``-``."""
+    return label.replace(":", "-").replace("=", "-").replace("/", "-")
+
+
 def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_samples: int = 1000,
             overwrite: bool = False, progress: bool = False, extra: dict | None = None) -> list[dict]:
     """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write
-    compare.md, compare.csv and samples.png into ``out`` and return the table's rows.
+    compare.md, compare.csv and samples.png into ``out`` and return the table's rows.  An entry may
+    set hyper-parameters, ``vae:beta=4`` (see :func:`parse_model_entry`).
 
     ``data`` may be an unnormalised target (``energy-u1`` ...): the models are then fitted by
     variational inference and the table has ELBO, log Z and KL(q || p) instead of test NLLs."""
@@ -71,24 +93,27 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
     splits = load_data(data) if target is None else None
     spec = splits.spec if target is None else target.spec
     rows, pictures = [], []
-    for name in models:
+    for entry in models:
+        name, params, label = parse_model_entry(entry)
         fields = dict(extra or {})
         if fields.get("keep") == "best" and get_model_class(name).density == "none":
             fields.pop("keep")  # an implicit model has no validation NLL to select by: it keeps its last weights
+        if params:
+            fields["model_params"] = {**fields.get("model_params", {}), **params}
         cfg = TrainConfig.from_dict({"model": name, "data": data, "steps": steps, "seed": seed,
-                                     "progress": progress, **fields}, source=f"compare ({name})")
-        run_dir = out / name
+                                     "progress": progress, **fields}, source=f"compare ({label})")
+        run_dir = out / run_dir_name(label)
         trained = train(cfg, run_dir, overwrite=overwrite, verbose=progress)
         model = load_model(run_dir)
         scores = trained
         if target is not None:
             rate, samples = sampling_rate(model, 1000, seed)
             steps_per_s = trained.get("train_steps_per_s")
-            rows.append({"model": name, "family": model.family, "parameters": model.num_parameters(),
+            rows.append({"model": label, "family": model.family, "parameters": model.num_parameters(),
                          **{k: trained[k] for k in TARGET_COLUMNS[3:9]}, "train_steps_per_s": steps_per_s,
                          "train_time_s": steps / steps_per_s if steps_per_s else None, "sample_per_s": rate,
                          "steps": steps, "batch_size": cfg.batch_size})
-            pictures.append((f"{name}\nKL(q||p) {trained['kl_nats']:.3f} nats", samples))
+            pictures.append((f"{label}\nKL(q||p) {trained['kl_nats']:.3f} nats", samples))
             continue
         if model.density == "bound":
             scores = score_model(model, splits, "test", seed=seed, k=iw_samples)
@@ -96,13 +121,14 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
         rate, samples = sampling_rate(model, 1000 if len(splits.spec.shape) == 1 else 100, seed)
         steps_per_s = trained.get("train_steps_per_s")
         rows.append({
-            "model": name, "family": model.family, "parameters": model.num_parameters(),
+            "model": label, "family": model.family, "parameters": model.num_parameters(),
             "test_nll_nats": scores.get("nll_nats"), "test_bits_per_dim": scores.get("bits_per_dim"),
-            "figure": describe_figure(scores), "train_steps_per_s": steps_per_s,
+            "figure": describe_figure(scores), "test_elbo_nats": scores.get("elbo_nats"),
+            "mig": scores.get("disentanglement", {}).get("mig"), "train_steps_per_s": steps_per_s,
             "train_time_s": steps / steps_per_s if steps_per_s else None,
             "sample_per_s": rate, "steps": steps, "batch_size": cfg.batch_size,
         })
-        pictures.append((f"{name}\n{nll_caption(rows[-1])}", samples))
+        pictures.append((f"{label}\n{nll_caption(rows[-1])}", samples))
     if target is not None:
         write_target_tables(rows, out, target, seed)
         lo, hi = target.view
@@ -175,16 +201,19 @@ def write_tables(rows: list[dict], out: Path, spec, seed: int = 0, baseline: flo
                         "figure": "exact: " + describe_independent(spec.levels), "train_time_s": None,
                         "train_steps_per_s": None, "sample_per_s": None, "steps": None, "batch_size": None}]
     write_csv(rows, COLUMNS, out / "compare.csv")
-    head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", "train time (s)", "train steps/s",
-            "samples/s"]
+    # columns only some models have: the ELBO of latent-variable models, MIG on data with known factors
+    optional = [(k, h) for k, h in (("test_elbo_nats", "test ELBO (nats)"), ("mig", "MIG"))
+                if any(r.get(k) is not None for r in rows)]
+    head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", *(h for _, h in optional),
+            "train time (s)", "train steps/s", "samples/s"]
     lines = [f"Test split of `{spec.name}` ({spec.description}); NLL in nats per example, "
              f"bits/dim = NLL / ({spec.dim} ln 2).", "", budget, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
             r["model"], r["family"], f"{r['parameters']:,}", _fmt(r["test_nll_nats"]), _fmt(r["test_bits_per_dim"], 4),
-            r["figure"], _fmt(r["train_time_s"], 1), _fmt(r["train_steps_per_s"], 1), _fmt(r["sample_per_s"], 0)])
-            + " |")
+            r["figure"], *(_fmt(r.get(k)) for k, _ in optional), _fmt(r["train_time_s"], 1),
+            _fmt(r["train_steps_per_s"], 1), _fmt(r["sample_per_s"], 0)]) + " |")
     write_text(out / "compare.md", "\n".join(lines) + "\n")
 
 
