@@ -15,29 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepgen.data import load_data
 from deepgen.errors import ConfigError
 from deepgen.evaluation.completion import hidden_log_likelihood, parse_mask
-from deepgen.evaluation.plots import PICTURE_FORMATS, plot_image_rows
+from deepgen.evaluation.plots import plot_image_rows
 from deepgen.io import atomic_path, strict_json, write_text
 from deepgen.models.pretrained import load_model
-from deepgen.workflows.runs import check_compatible, check_same_classes, run_data_source, run_label_context
-
-COMPLETE_FORMATS = PICTURE_FORMATS + (".npz",)
-
-
-def _check_out(out: Path, spec) -> str:
-    suffix = out.suffix.lower()
-    if suffix not in COMPLETE_FORMATS:
-        raise ConfigError(f"--out {out}: expected a picture ({', '.join(PICTURE_FORMATS)}) or .npz (the arrays); "
-                          f"got {'no extension' if not suffix else repr(out.suffix)}")
-    if suffix in PICTURE_FORMATS and not spec.is_image:
-        raise ConfigError(f"--out {out}: data '{spec.name}' are vectors, not images; write the arrays instead, "
-                          f"e.g. --out {out.with_suffix('.npz')}")
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: is a directory; expected a file name with an extension")
-    return suffix
-
+from deepgen.workflows.runs import check_picture_out, run_split
 
 def complete_run(run, out, data: str | None = None, mask: str = "bottom-half", n: int = 16, split: str = "test",
                  seed: int = 0, completions: int = 3, samples: int = 32, temperature: float = 1.0,
@@ -56,20 +39,9 @@ def complete_run(run, out, data: str | None = None, mask: str = "bottom-half", n
     if not model.can("complete"):
         raise ConfigError(f"run '{run}': model {model.name} cannot complete partly observed data (its capabilities: "
                           f"{', '.join(sorted(model.capabilities)) or 'none'}); autoregressive models can")
-    fmt = _check_out(out, model.spec)
-    recorded_data, recorded_labels = run_data_source(run)
-    data_name = data or recorded_data
-    label_context = run_label_context(run)
-    splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
-    spec = splits.spec
-    check_compatible(model.spec, spec, data_name)
-    x = splits.split(split)
-    if len(x) == 0:
-        raise ConfigError(f"{data_name}: the {split} split is empty")
-    context = None
-    if label_context is not None:
-        check_same_classes(label_context, splits.classes, data_name)
-        context = label_context.one_hot(splits.split_labels(split))
+    fmt = check_picture_out(out, model.spec)
+    part = run_split(run, model.spec, data, labels, split)
+    x, context, spec = part.x, part.context, part.splits.spec
     missing = parse_mask(mask, spec, len(x), seed)
     scores = hidden_log_likelihood(model, x, missing, context, samples=samples, batch_size=batch_size, seed=seed)
     hidden_dims = missing.reshape(len(x), -1).sum(1).double()
@@ -86,7 +58,7 @@ def complete_run(run, out, data: str | None = None, mask: str = "bottom-half", n
         "units": ("nats per example: -log P(hidden | observed) of discrete levels" if spec.levels is not None
                   else "nats per example: -log p(hidden | observed), a density on the data's own scale"),
     }
-    if label_context is not None:
+    if part.label_context is not None:
         result["conditional_on"] = "true labels"
     shown = slice(0, min(n, len(x)))
     xs, ms = x[shown].to(model.device), missing[shown].to(model.device)

@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepgen.data import load_data
 from deepgen.errors import ConfigError
 from deepgen.evaluation import restoration as R
 from deepgen.evaluation.plots import plot_image_rows
 from deepgen.io import atomic_path, strict_json, write_text
 from deepgen.models.pretrained import load_model
-from deepgen.workflows.complete import _check_out
-from deepgen.workflows.runs import check_compatible, check_same_classes, run_data_source, run_label_context
+from deepgen.workflows.runs import check_picture_out, run_split
 
 SHOWN = 12  # images in the picture
 
@@ -67,7 +65,7 @@ def restore(run, data: str | None = None, task: str = "denoise", out=None, n: in
     if not model.spec.is_image:
         raise ConfigError(f"run '{run}': data '{model.spec.name}' are vectors of {model.spec.dim} features; "
                           "restore works on images")
-    fmt = None if out is None else _check_out(out, model.spec)
+    fmt = None if out is None else check_picture_out(out, model.spec)
     shape = tuple(model.spec.shape)
     block = R.default_block(shape) if block is None else block
     if task == "inpaint":
@@ -76,24 +74,14 @@ def restore(run, data: str | None = None, task: str = "denoise", out=None, n: in
         R.check_factor(shape, factor)
     steps = R.DEFAULT_STEPS[task] if steps is None else steps
 
-    recorded_data, recorded_labels = run_data_source(run)
-    data_name = data or recorded_data
-    label_context = run_label_context(run)
-    splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
-    spec = splits.spec
-    check_compatible(model.spec, spec, data_name)
-    whole = splits.split(split)
-    if len(whole) == 0:
-        raise ConfigError(f"{data_name}: the {split} split is empty")
+    part = run_split(run, model.spec, data, labels, split)
+    data_name, splits, whole, spec = part.data_name, part.splits, part.x, part.splits.spec
     low, high = R.data_range(spec.levels, whole)
     if not high > low:
         raise ConfigError(f"{data_name}: the {split} split is constant ({low:g}); PSNR needs a range")
     count = len(whole) if n is None else min(n, len(whole))
     clean = whole[:count].to(model.device, next(model.parameters()).dtype)
-    context = None
-    if label_context is not None:
-        check_same_classes(label_context, splits.classes, data_name)
-        context = label_context.one_hot(splits.split_labels(split)[:count]).to(model.device)
+    context = None if part.context is None else part.context[:count].to(model.device)
 
     g = torch.Generator().manual_seed(seed)
     missing = None
@@ -148,7 +136,7 @@ def restore(run, data: str | None = None, task: str = "denoise", out=None, n: in
                       f"10 log10(peak^2 / mse) of that mean, {R.PSNR_CAP_DB:g} dB where mse is 0"),
         "settings": settings,
     }
-    if label_context is not None:
+    if part.label_context is not None:
         result["conditional_on"] = "true labels"
     if out is not None:
         k = min(SHOWN, count)

@@ -5,11 +5,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from dataclasses import dataclass
+
+import torch
+
+from deepgen.data import Splits, load_data
 from deepgen.data.context import LabelContext
 from deepgen.data.source import source_sha256
 from deepgen.errors import ConfigError, DataError
+from deepgen.evaluation.plots import PICTURE_FORMATS
 from deepgen.io import read_yaml
 from deepgen.models.pretrained import CONFIG_FILE, model_config
+
+ARRAY_OR_PICTURE_FORMATS = PICTURE_FORMATS + (".npz",)
 
 
 def run_label_context(run) -> LabelContext | None:
@@ -51,3 +59,48 @@ def check_same_classes(label_context: LabelContext, classes, data_name: str) -> 
     if tuple(str(c) for c in classes) != label_context.classes:
         raise ConfigError(f"{data_name}: classes {list(classes)} differ from the run's classes "
                           f"{list(label_context.classes)}")
+
+
+@dataclass
+class RunSplit:
+    """One split of the data a run is applied to: its name, the splits, the examples and their one-hot
+    labels (None for an unconditional run)."""
+
+    data_name: str
+    splits: Splits
+    x: torch.Tensor
+    context: torch.Tensor | None
+    label_context: LabelContext | None
+
+
+def run_split(run, model_spec, data: str | None, labels: str | None, split: str) -> RunSplit:
+    """The ``split`` of ``data`` (default: the data the run was trained on, with its label source), checked
+    against the model's shape and levels and, for a conditional run, its classes; an empty split is an error."""
+    recorded_data, recorded_labels = run_data_source(run)
+    data_name = data or recorded_data
+    label_context = run_label_context(run)
+    splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
+    check_compatible(model_spec, splits.spec, data_name)
+    x = splits.split(split)
+    if len(x) == 0:
+        raise ConfigError(f"{data_name}: the {split} split is empty")
+    context = None
+    if label_context is not None:
+        check_same_classes(label_context, splits.classes, data_name)
+        context = label_context.one_hot(splits.split_labels(split))
+    return RunSplit(data_name, splits, x, context, label_context)
+
+
+def check_picture_out(out: Path, spec) -> str:
+    """The suffix of ``--out``: a picture (images only) or .npz (the arrays); a directory or an unknown
+    extension is an error."""
+    suffix = out.suffix.lower()
+    if suffix not in ARRAY_OR_PICTURE_FORMATS:
+        raise ConfigError(f"--out {out}: expected a picture ({', '.join(PICTURE_FORMATS)}) or .npz (the arrays); "
+                          f"got {'no extension' if not suffix else repr(out.suffix)}")
+    if suffix in PICTURE_FORMATS and not spec.is_image:
+        raise ConfigError(f"--out {out}: data '{spec.name}' are vectors, not images; write the arrays instead, "
+                          f"e.g. --out {out.with_suffix('.npz')}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a directory; expected a file name with an extension")
+    return suffix
