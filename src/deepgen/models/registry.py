@@ -36,6 +36,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "ae": "deepgen.models.latent.ae:Autoencoder",
     "dae": "deepgen.models.latent.dae:DenoisingAutoencoder",
     "vqvae": "deepgen.models.latent.vqvae:VQVAE",
+    "draw": "deepgen.models.latent.draw:DRAW",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }
 _REGISTERED: dict[str, type] = {}

@@ -129,8 +129,7 @@ def write_representation_plots(model, splits, out, seed: int = 0, label_context=
             sweeps = model.traverse(splits.test[0], values)  # (latent, values, *shape)
             rows = [(f"z_{j + 1}", sweeps[j]) for j in range(len(sweeps))]
             plot_image_rows(rows, out / "traversals.png", spec.levels, ncol=len(values),
-                            title=f"{model.name}: traversals of test image 0, each z_j from loc - 3 scale to loc + 3 "
-                                  "scale")
+                            title=f"{model.name}: traversals\n(test image 0, z_j: -3 to +3 sd)")
             written.append("traversals.png")
             if model.latent == 2:
                 written.append(write_latent_map(model, splits, out))
