@@ -1,4 +1,4 @@
-"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare``.
+"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare | features``.
 
 Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
 imported when the command runs, so ``deepgen --help`` imports no torch.
@@ -173,8 +173,11 @@ def cmd_score(args) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.iw_samples is not None and args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
+    if args.quality_samples is not None and args.quality_samples < 6:
+        raise ConfigError(f"--quality-samples must be >= 6 (more than k = 5 neighbours), got {args.quality_samples}")
     result = score_run(args.run, data=args.data, split=args.split, seed=args.seed, batch_size=args.batch_size,
-                       iw_samples=args.iw_samples, csv=args.csv, labels=args.labels)
+                       iw_samples=args.iw_samples, csv=args.csv, labels=args.labels, features=args.features,
+                       quality_samples=args.quality_samples)
     print(strict_json(result))
     return 0
 
@@ -197,9 +200,24 @@ def cmd_compare(args) -> int:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
     extra = {"keep": args.keep} if args.keep else None
     compare(args.data, models, args.steps, args.out, seed=args.seed, iw_samples=args.iw_samples,
-            overwrite=args.overwrite, progress=not args.no_progress, extra=extra)
+            overwrite=args.overwrite, progress=not args.no_progress, extra=extra, features=args.features)
     print((Path(args.out) / "compare.md").read_text(), end="")
     print(f"wrote {args.out}/compare.md, compare.csv, samples.png and one run directory per model")
+    return 0
+
+
+# --- features -----------------------------------------------------------------
+def cmd_features(args) -> int:
+    from deepgen.io import strict_json
+    from deepgen.workflows.score import train_features
+
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    record = train_features(args.data, args.out, labels=args.labels, seed=args.seed, steps=args.steps,
+                            overwrite=args.overwrite, verbose=not args.no_progress)
+    print(strict_json({k: record[k] for k in ("name", "classes", "accuracy", "sha256")}))
+    print(f"wrote {args.out}/feature-net.safetensors and feature-net.json; score runs in this feature space with "
+          f"deepgen score RUN --features {args.out}", file=sys.stderr)
     return 0
 
 
@@ -357,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     c.add_argument("--iw-samples", dest="iw_samples", type=int, help="importance samples k (latent-variable models)")
     c.add_argument("--labels", help="label source of --data (as for train)")
+    c.add_argument("--features", metavar="DIR", help="feature net for the sample-quality figures (from deepgen "
+                   "features; default: deepgen's digits classifier for 1x8x8 data with 17 or 2 levels, else none)")
+    c.add_argument("--quality-samples", dest="quality_samples", type=int, metavar="N",
+                   help="samples drawn for the sample-quality figures (default: the size of --split)")
 
     m = sub.add_parser("compare", help="train several models on the same data and budget; one table")
     m.add_argument("--data", required=True)
@@ -371,11 +393,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each model's weights: the last step's (default) or those of its lowest validation NLL")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--no-progress", dest="no_progress", action="store_true")
+    m.add_argument("--features", metavar="DIR", help="feature net for the sample-quality columns (as for score)")
+
+    f = sub.add_parser("features", help="train deepgen's small image classifier on your labelled images: the "
+                       "feature space of the sample-quality figures (score/compare --features DIR)",
+                       description="Train a small CNN classifier on the labelled train split of --data "
+                       "(deterministic for a seed) and write DIR/feature-net.safetensors and feature-net.json "
+                       "(settings, accuracy per split, SHA-256 of the weights, checked on every load).  Its "
+                       "penultimate layer is the feature space in which score and compare measure Frechet "
+                       "distance, precision, recall, density, coverage and class coverage of samples.")
+    f.add_argument("--data", required=True, help="your image data (path) or a built-in image dataset")
+    f.add_argument("--labels", help="where the labels are (as for train; default: found automatically)")
+    f.add_argument("--out", required=True, metavar="DIR", help="directory to write the feature net into")
+    f.add_argument("--steps", type=int, help="optimizer steps of batch size 64 (default: 1500)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--overwrite", action="store_true", help="replace a feature net already in DIR")
+    f.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress lines")
     return p
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "complete": cmd_complete,
-            "restore": cmd_restore, "score": cmd_score, "compare": cmd_compare}
+            "restore": cmd_restore, "score": cmd_score, "compare": cmd_compare, "features": cmd_features}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
 from deepgen.evaluation.modes import PROTOCOL_SAMPLES, mode_metrics_for
 from deepgen.evaluation.reconstruction import reconstruction_scores
 from deepgen.evaluation.sample_metrics import sample_scores
+from deepgen.evaluation.sample_quality import sample_quality_scores
 from deepgen.io import write_text
 
 
@@ -36,7 +37,8 @@ def prior_contexts(label_context: LabelContext | None, n: int, seed: int) -> tor
 
 
 def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch_size: int = 256,
-                csv_path=None, k: int | None = None, label_context: LabelContext | None = None) -> dict:
+                csv_path=None, k: int | None = None, label_context: LabelContext | None = None,
+                features=None, quality_samples: int | None = None) -> dict:
     """The figures of ``model`` on ``split``.
 
     density exact / bound / estimate: mean NLL (nats), bits/dim, n; per-example log p to
@@ -47,7 +49,13 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     one with "diagnostics" adds its own figures (see :func:`representation_scores`).
     A conditional model (``label_context`` given) reports ``nll_nats`` given the true labels,
     ``marginal_nll_nats`` = -log sum_y p(x | y) p(y) and ``classify_accuracy``.
-    Every model that samples gets mode coverage on data with known modes (ring8, grid25).
+    Every model that samples gets mode coverage on data with known modes (ring8, grid25), and under
+    ``sample_quality`` its sample quality in a classifier's feature space (``frechet_distance``,
+    ``precision``, ``recall``, ``density``, ``coverage``, ``class_coverage``, ``class_kl_nats``;
+    :mod:`deepgen.evaluation.sample_quality`) where one applies: deepgen's digits classifier for 1x8x8
+    images with 17 or 2 levels, or the feature net ``features`` names; ``quality_samples`` samples
+    (default: as many as ``split`` has).  Elsewhere ``sample_quality`` is {"note": why there are no
+    such figures} (never figures on raw pixels).
     """
     x = splits.split(split)
     conditional = model.is_conditional
@@ -68,6 +76,8 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
         result["note"] = (f"{model.name} is {kind}: it defines no density, so there is no NLL; "
                           f"sample metrics instead")
         result.update(sample_scores(model, splits, split, seed=seed, context=true_ctx, mode_context=mode_ctx))
+        result.update(sample_quality_scores(model, splits, split, seed=seed, n=quality_samples, features=features,
+                                            context=true_ctx))
         return result
     kwargs = {"k": k} if k else {}
     predicted = marginal = None
@@ -100,6 +110,8 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     if splits.spec.levels is not None and model.can("dequantize"):
         result["dequantization"] = (f"{model.dequantization}, 1 draw per example (seeded); NLL is an upper bound "
                                     "on -log P(k)")
+    result.update(sample_quality_scores(model, splits, split, seed=seed, n=quality_samples, features=features,
+                                        context=true_ctx))
     if csv_path is not None:
         write_per_example_csv(Path(csv_path), log_probs, splits.spec, labels, predicted, marginal)
     return result

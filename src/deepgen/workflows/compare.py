@@ -3,7 +3,10 @@
 The table has, per model: parameters, test NLL in nats per example and bits/dim
 with what kind of figure it is (exact; a bound; an importance-weighted estimate
 with k samples; none for implicit models), training wall time and steps/s and
-sampling samples/s.  It is written as Markdown (headed by the budget: steps,
+sampling samples/s, and where a feature space applies the sample-quality figures
+(Fréchet distance, precision, recall, density, coverage, class coverage of test-split-sized
+sample sets in a classifier's feature space; :mod:`deepgen.evaluation.sample_quality`), so
+every family is compared on its samples as well as its likelihood.  It is written as Markdown (headed by the budget: steps,
 batch size, seed) and CSV next to a side-by-side sample figure whose panels carry
 each model's test NLL.
 """
@@ -21,6 +24,7 @@ from deepgen.data import load_data
 from deepgen.data.energy import load_target
 from deepgen.evaluation.baselines import describe_independent, independent_nll
 from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subplots
+from deepgen.evaluation.sample_quality import METRIC_KEYS, sample_quality_scores
 from deepgen.evaluation.scoring import score_model
 from deepgen.errors import ConfigError
 from deepgen.io import parse_value, write_text
@@ -32,8 +36,13 @@ from deepgen.workflows.train import train
 # Variational inference on an unnormalised target (deepgen.data.energy): bound and gap columns instead of NLLs.
 TARGET_COLUMNS = ["model", "family", "parameters", "elbo_nats", "log_z_is", "log_z_true", "kl_nats", "forward_kl_nats",
                   "ess_fraction", "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
+# sample quality (deepgen.evaluation.sample_quality): frechet_distance, precision, recall, density, coverage,
+# class_coverage, taken from a score's "sample_quality" record
+QUALITY_COLUMNS = list(METRIC_KEYS)
+QUALITY_HEADERS = {"frechet_distance": "FD", "precision": "precision", "recall": "recall", "density": "density",
+                   "coverage": "coverage", "class_coverage": "class coverage"}
 COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "test_elbo_nats", "mig",
-           "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
+           *QUALITY_COLUMNS, "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
 
 
 @torch.no_grad()
@@ -81,13 +90,16 @@ def run_dir_name(label: str) -> str:
 
 
 def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_samples: int = 1000,
-            overwrite: bool = False, progress: bool = False, extra: dict | None = None) -> list[dict]:
+            overwrite: bool = False, progress: bool = False, extra: dict | None = None,
+            features: str | None = None) -> list[dict]:
     """Train every model in ``models`` on ``data`` for ``steps`` steps into ``out/<model>``; write
     compare.md, compare.csv and samples.png into ``out`` and return the table's rows.  An entry may
     set hyper-parameters, ``vae:beta=4`` (see :func:`parse_model_entry`).
 
     ``data`` may be an unnormalised target (``energy-u1`` ...): the models are then fitted by
-    variational inference and the table has ELBO, log Z and KL(q || p) instead of test NLLs."""
+    variational inference and the table has ELBO, log Z and KL(q || p) instead of test NLLs.
+    ``features``: the feature net of the sample-quality columns (default: deepgen's digits classifier
+    on 1x8x8 data with 17 or 2 levels, else no such columns)."""
     out = Path(out)
     target = load_target(data)
     splits = load_data(data) if target is None else None
@@ -116,15 +128,20 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
             pictures.append((f"{label}\nKL(q||p) {trained['kl_nats']:.3f} nats", samples))
             continue
         if model.density == "bound":
-            scores = score_model(model, splits, "test", seed=seed, k=iw_samples)
+            scores = score_model(model, splits, "test", seed=seed, k=iw_samples, features=features)
             scores["iw_samples"] = iw_samples
+        elif features is not None and not model.is_conditional:
+            scores = {**scores, **sample_quality_scores(model, splits, "test", seed=seed, features=features)}
+        quality = scores.get("sample_quality") or {}
         rate, samples = sampling_rate(model, 1000 if len(splits.spec.shape) == 1 else 100, seed)
         steps_per_s = trained.get("train_steps_per_s")
         rows.append({
             "model": label, "family": model.family, "parameters": model.num_parameters(),
             "test_nll_nats": scores.get("nll_nats"), "test_bits_per_dim": scores.get("bits_per_dim"),
             "figure": describe_figure(scores), "test_elbo_nats": scores.get("elbo_nats"),
-            "mig": scores.get("disentanglement", {}).get("mig"), "train_steps_per_s": steps_per_s,
+            "mig": scores.get("disentanglement", {}).get("mig"), **{k: quality.get(k) for k in QUALITY_COLUMNS},
+            "quality_floor": quality.get("data_floor"),
+            "train_steps_per_s": steps_per_s,
             "train_time_s": steps / steps_per_s if steps_per_s else None,
             "sample_per_s": rate, "steps": steps, "batch_size": cfg.batch_size,
         })
@@ -201,13 +218,15 @@ def write_tables(rows: list[dict], out: Path, spec, seed: int = 0, baseline: flo
                         "figure": "exact: " + describe_independent(spec.levels), "train_time_s": None,
                         "train_steps_per_s": None, "sample_per_s": None, "steps": None, "batch_size": None}]
     write_csv(rows, COLUMNS, out / "compare.csv")
-    # columns only some models have: the ELBO of latent-variable models, MIG on data with known factors
-    optional = [(k, h) for k, h in (("test_elbo_nats", "test ELBO (nats)"), ("mig", "MIG"))
+    # columns only some models have: the ELBO of latent-variable models, MIG on data with known factors,
+    # sample quality where a feature space applies
+    optional = [(k, h) for k, h in (("test_elbo_nats", "test ELBO (nats)"), ("mig", "MIG"),
+                                    *QUALITY_HEADERS.items())
                 if any(r.get(k) is not None for r in rows)]
     head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", *(h for _, h in optional),
             "train time (s)", "train steps/s", "samples/s"]
     lines = [f"Test split of `{spec.name}` ({spec.description}); NLL in nats per example, "
-             f"bits/dim = NLL / ({spec.dim} ln 2).", "", budget, "",
+             f"bits/dim = NLL / ({spec.dim} ln 2)." + quality_line(optional, rows), "", budget, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
@@ -215,6 +234,21 @@ def write_tables(rows: list[dict], out: Path, spec, seed: int = 0, baseline: flo
             r["figure"], *(_fmt(r.get(k)) for k, _ in optional), _fmt(r["train_time_s"], 1),
             _fmt(r["train_steps_per_s"], 1), _fmt(r["sample_per_s"], 0)]) + " |")
     write_text(out / "compare.md", "\n".join(lines) + "\n")
+
+
+def quality_line(optional, rows) -> str:
+    """What the sample-quality columns are (and what held-out data score), when the table has them."""
+    if not any(k in QUALITY_HEADERS for k, _ in optional):
+        return ""
+    floor = next((r["quality_floor"] for r in rows if r.get("quality_floor")), None)
+    held_out = "" if floor is None else (
+        f" {floor['what'].split(':')[0].capitalize()} (what a perfect model reaches): "
+        + ", ".join(f"{QUALITY_HEADERS[k]} {_fmt(floor[k])}" for k in QUALITY_COLUMNS if k in floor) + ".")
+    return (" Sample quality: as many seeded samples as the test split has, in a classifier's feature space "
+            "(penultimate layer; deepgen's digits classifier unless --features names another): Fréchet distance "
+            "FD (lower is better), precision, recall, density, coverage with k = 5 nearest neighbours (Kynkäänniemi "
+            "et al. 2019; Naeem et al. 2020; held-out data score about 1), class coverage = fraction of classes "
+            "given at least half a fair share of the samples." + held_out)
 
 
 def plot_side_by_side(pictures, spec, path, bounds=None) -> None:

@@ -13,11 +13,15 @@ from deepgen.workflows.runs import check_compatible, check_same_classes, run_dat
 
 
 def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, batch_size: int = 256,
-              iw_samples: int | None = None, csv: str | None = None, labels: str | None = None) -> dict:
+              iw_samples: int | None = None, csv: str | None = None, labels: str | None = None,
+              features: str | None = None, quality_samples: int | None = None) -> dict:
     """Score run ``run`` on ``split`` of ``data`` (default: the data it was trained on).
 
     Writes per-example log-likelihoods to ``csv`` (default RUN/scores-DATA-SPLIT.csv) when the
     model has a density.  Returns the figures (see :func:`deepgen.evaluation.scoring.score_model`).
+    Sample quality (``sample_quality``) is measured in the feature space of ``features`` (a feature net
+    from :func:`train_features`) or, for 1x8x8 images with 17 or 2 levels, deepgen's digits classifier,
+    with ``quality_samples`` samples (default: the split's size).
     When ``data`` (default: the run's) is an unnormalised target exp(-U), the figures are those of
     variational inference (:func:`deepgen.evaluation.variational.score_target`; no split, no csv).
     """
@@ -37,7 +41,25 @@ def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, 
     csv_path = Path(csv) if csv else Path(run) / f"scores-{splits.spec.name}-{split}.csv"
     kwargs = {"k": iw_samples} if iw_samples else {}
     result = score_model(model, splits, split, seed=seed, batch_size=batch_size, csv_path=csv_path,
-                         label_context=label_context, **kwargs)
+                         label_context=label_context, features=features, quality_samples=quality_samples,
+                         **kwargs)
     if model.density != "none":
         result["per_example_csv"] = str(csv_path)
     return result
+
+
+def train_features(data: str, out, labels: str | None = None, seed: int = 0, steps: int | None = None,
+                   overwrite: bool = False, verbose: bool = True) -> dict:
+    """Train deepgen's small image classifier on the labelled train split of ``data`` (labels from
+    ``labels``, as for train) and write ``out``/feature-net.safetensors and feature-net.json (settings,
+    accuracy per split, SHA-256): the feature space ``score --features OUT`` measures sample quality in.
+    Returns the record written."""
+    from deepgen.errors import ConfigError
+    from deepgen.evaluation.sample_quality import TRAIN_SETTINGS, net_paths, save_feature_net, train_feature_net
+
+    if not overwrite and any(p.exists() for p in net_paths(Path(out) / "feature-net")):
+        raise ConfigError(f"{out} already holds a feature net; pass --overwrite to replace it")
+    splits = load_data(data, labels=labels)
+    net, meta = train_feature_net(splits, seed=seed, steps=steps or TRAIN_SETTINGS["steps"], verbose=verbose)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return save_feature_net(net, meta, Path(out))
