@@ -152,19 +152,48 @@ def test_restart_resets_unused_codes_to_recent_encoder_outputs():
 
 # --- the prior and the two stages -----------------------------------------------------------
 
-def test_prior_is_autoregressive_over_the_code_grid(digits):
-    m = small(digits.spec, depth=1).eval()  # 4x4 code grid
+@pytest.mark.parametrize("prior_input", ["onehot", "scaled"])
+def test_prior_is_autoregressive_over_the_code_grid(digits, prior_input):
+    m = small(digits.spec, depth=1, prior_input=prior_input).eval()  # 4x4 code grid
     h, w = m.grid
     idx = torch.randint(m.codes, (2, h, w))
     inp = m._prior_input(idx).requires_grad_(True)
+    assert inp.shape == (2, m.codes if prior_input == "onehot" else 1, h, w)
     logits = m.prior(inp)[:, 0]  # (B, K, h, w)
     for pos in range(h * w):
         i, j = divmod(pos, w)
         (g,) = torch.autograd.grad(logits[:, :, i, j].sum(), inp, retain_graph=True)
-        g = g[:, 0].flatten(1).abs().sum(0)  # (h w,) in raster order
+        g = g.abs().sum(1).flatten(1).sum(0)  # (h w,) in raster order, every input channel
         assert (g[pos:] == 0).all(), f"position {pos} sees codes at or after itself"
         if pos > 0:
             assert g[:pos].sum() > 0
+
+
+def test_prior_reads_one_hot_codes_and_code_dropout_only_while_training(digits):
+    m = small(digits.spec, prior_code_dropout=0.5)
+    idx = torch.randint(m.codes, (64, *m.grid))
+    m.eval()
+    inp = m._prior_input(idx)
+    assert torch.equal(inp.argmax(1), idx) and torch.equal(inp.sum(1), torch.ones(64, *m.grid))
+    m.train()
+    torch.manual_seed(0)
+    inp = m._prior_input(idx)
+    kept = inp.sum(1) > 0  # a blanked code is all zeros, a kept one its one-hot
+    assert 0.4 < 1 - kept.double().mean().item() < 0.6
+    assert torch.equal(inp.argmax(1)[kept], idx[kept]) and ((inp.sum(1) == 0) | kept).all()
+    with torch.no_grad():  # eval: no blanking, the same bound every call
+        m.eval()
+        assert torch.equal(m.prior_log_prob(idx), m.prior_log_prob(idx))
+
+
+def test_pixelcnn_in_channels_option():
+    from deepgen.nets.pixelcnn import PixelCNNNet
+    plain, wide = PixelCNNNet(1, 5, 8, 1, 3), PixelCNNNet(1, 5, 8, 1, 3, in_channels=5)
+    assert [k for k, _ in plain.named_parameters()] == [k for k, _ in wide.named_parameters()]
+    assert plain.first.weight.shape[1] == 1 and wide.first.weight.shape[1] == 5
+    for bad in (0, 3):  # not a positive multiple of the 2 image channels
+        with pytest.raises(ConfigError):
+            PixelCNNNet(2, 5, 8, 1, 3, in_channels=bad)
 
 
 def test_stage_two_leaves_encoder_codebook_and_decoder_bit_identical(digits):
@@ -210,12 +239,19 @@ def test_log_prob_is_a_finite_nonpositive_deterministic_bound(data, request):
     assert torch.allclose(lp, rec + prior) and (rec <= 0).all() and (prior <= 0).all()
 
 
-def test_prior_is_a_normalised_distribution_over_code_grids(digits):
-    m = small(digits.spec, depth=2, codes=3).eval()  # 2x2 grid of 3 codes: 81 grids
+@pytest.mark.parametrize("prior_input,floor", [("onehot", 0.0), ("scaled", 0.0), ("onehot", 0.2)])
+def test_prior_is_a_normalised_distribution_over_code_grids(digits, prior_input, floor):
+    torch.manual_seed(0)
+    m = small(digits.spec, depth=2, codes=3, prior_input=prior_input, prior_floor=floor).eval()  # 81 grids
     grids = torch.cartesian_prod(*[torch.arange(3)] * 4).reshape(-1, 2, 2)
     with torch.no_grad():
-        total = torch.logsumexp(m.prior_log_prob(grids), 0)
+        for p in m.prior.out.parameters():  # sharp conditionals, so the floor matters
+            p.mul_(50.0)
+        logp = m.prior_log_prob(grids)
+        total = torch.logsumexp(logp, 0)
     assert abs(total.item()) < 1e-5
+    if floor:  # no code costs more than log(K / eps) nats
+        assert (-logp <= 4 * math.log(3 / floor) + 1e-5).all()
 
 
 def test_diagnostics_agree_with_log_prob(digits):
@@ -287,7 +323,9 @@ def test_context_changes_the_model(digits):
 
 @pytest.mark.parametrize("params", [{"codes": 1}, {"decay": 1.0}, {"prior_kernel": 4}, {"depth": 4},
                                     {"decoder": "gaussian"}, {"commitment": -1}, {"ema": "yes"},
-                                    {"restart_after": 0}, {"prior_dropout": 1.0}])
+                                    {"restart_after": 0}, {"prior_dropout": 1.0},
+                                    {"prior_input": "index"}, {"prior_code_dropout": 1.0},
+                                    {"prior_floor": 1.0}])
 def test_bad_params_raise_config_error(digits, params):
     with pytest.raises(ConfigError):
         build_model("vqvae", digits.spec, params)

@@ -98,18 +98,28 @@ class PixelCNNNet(nn.Module):
     blocks (mask B, ``block_kernel`` in the middle), then ReLU -> 1x1 (F -> F) -> ReLU -> 1x1 (F -> C K),
     all mask B.  Output channel c K + k is number k of image channel c (the channel groups line up), so
     the result (B, C K, H, W) reads as (B, C, K, H, W).  ``context_features``: a learned per-feature bias
-    from the context after the first layer and in every block."""
+    from the context after the first layer and in every block.
+
+    ``in_channels`` (default C): input channels of the first (mask A) convolution, a multiple of C split
+    into C contiguous groups, group c encoding image channel c, e.g. a categorical channel of K values
+    fed as K one-hot channels (``in_channels = C K``, laid out channel-major); a mask-A convolution over
+    a one-hot input is a learned embedding of every value at every kernel tap."""
 
     def __init__(self, data_channels: int, out_per_channel: int, channels: int = 64, blocks: int = 4,
-                 kernel: int = 7, block_kernel: int = 3, dropout: float = 0.0, context_features: int = 0):
+                 kernel: int = 7, block_kernel: int = 3, dropout: float = 0.0, context_features: int = 0,
+                 in_channels: int | None = None):
         super().__init__()
         c = data_channels
         if channels // 2 < c:
             raise ConfigError(f"pixelcnn: channels={channels} is too few for {c} image channels (the residual "
                               f"blocks' {channels // 2} middle feature maps are split into {c} groups); "
                               f"use channels >= {2 * c}")
-        self.data_channels, self.out_per_channel = c, out_per_channel
-        self.first = MaskedConv2d(c, channels, kernel, "A", c)
+        in_channels = c if in_channels is None else int(in_channels)
+        if in_channels < c or in_channels % c:
+            raise ConfigError(f"pixelcnn: in_channels={in_channels} must be a positive multiple of the {c} "
+                              "image channels (one contiguous group of inputs per channel)")
+        self.data_channels, self.out_per_channel, self.in_channels = c, out_per_channel, in_channels
+        self.first = MaskedConv2d(in_channels, channels, kernel, "A", c)
         self.first_context = nn.Linear(context_features, channels, bias=False) if context_features else None
         self.blocks = nn.ModuleList(MaskedResidualBlock(channels, block_kernel, c, dropout, context_features)
                                     for _ in range(blocks))
@@ -117,7 +127,8 @@ class PixelCNNNet(nn.Module):
         self.out = MaskedConv2d(channels, c * out_per_channel, 1, "B", c)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, K, H, W): the K numbers of every conditional of every pixel and channel."""
+        """(B, in_channels, H, W) -> (B, C, K, H, W): the K numbers of every conditional of every pixel and
+        channel."""
         h = self.first(x)
         if self.first_context is not None:
             h = h + self.first_context(context)[:, :, None, None]

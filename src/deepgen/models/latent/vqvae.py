@@ -9,9 +9,16 @@ replaced by its nearest of K codebook vectors (:mod:`deepgen.nets.vector_quantiz
 and a conv decoder gives a normalised likelihood p(x | z_q) on the data's scale (discretized logistic
 for L > 2 levels, Bernoulli for 2, Gaussian for continuous data).  The codes k (h x w indices) have an
 autoregressive prior, a PixelCNN over the code grid in raster order with a categorical over K codes
-per position (input: the indices scaled to [-1, 1]):
+per position,
 
-    log p_prior(k) = sum_{ij} log p(k_ij | k_{<ij}).
+    log p_prior(k) = sum_{ij} log p(k_ij | k_{<ij}),
+    p(k_ij = k | k_{<ij}) = (1 - eps) softmax(f(k_{<ij}))_k + eps / K      (eps = ``prior_floor``, default 0),
+
+whose input is the code grid as K one-hot channels (``prior_input="onehot"``: the first, mask-A
+convolution is then a learned embedding of every code at every tap) or the indices scaled to [-1, 1]
+(``"scaled"``).  The training split gives the prior few code grids (one per image) and it overfits
+them quickly, so it is regularised: dropout inside its blocks and, while it trains, each input code blanked
+(all-zero one-hot) with probability ``prior_code_dropout`` (the targets are never blanked).
 
 Stage 1 (the first ``vq_steps`` training steps): the VQ-VAE, with the straight-through estimator
 (the decoder sees z_e + sg(z_q - z_e)) and
@@ -51,6 +58,7 @@ from deepgen.nets.pixelcnn import PixelCNNNet
 from deepgen.nets.resnet import ResidualBlock
 from deepgen.nets.vector_quantizer import VectorQuantizer, code_counts, perplexity
 
+PRIOR_INPUTS = ("onehot", "scaled")
 DECODERS = ("bernoulli", "categorical", "logistic", "logistic-mixture", "gaussian")
 _DIAG_BATCH = 512  # examples per batch in diagnostics
 
@@ -101,7 +109,7 @@ class VQVAE(LatentModel):
     description = ("VQ-VAE: nearest-code quantised conv autoencoder (EMA codebook, dead-code restarts) + "
                    "PixelCNN prior over the code grid, trained in two stages by one run (bound, images)")
     data_shapes = frozenset({"image"})
-    # digits (vq_steps 2000 + 1000 prior steps): test bound 110.4 nats, val rec ~58 (4x4 grid of 32 codes);
+    # digits: 2x2 grid of 64 codes, vq_steps 2500 + 500 prior steps (the prior overfits after a few hundred);
     # a constant lr keeps the prior's stage from starting at a decayed cosine rate
     train_defaults = {"steps": 3000, "lr": 2e-3, "lr_schedule": "constant"}
 
@@ -109,14 +117,16 @@ class VQVAE(LatentModel):
                          "blocks": ">= 0", "commitment": ">= 0", "ema": (True, False), "decay": "in [0, 1)",
                          "restarts": (True, False), "restart_after": ">= 1", "vq_steps": ">= 0",
                          "prior_channels": ">= 2", "prior_blocks": ">= 0", "prior_kernel": ">= 1",
-                         "prior_dropout": "in [0, 1)", "decoder": ("auto",) + DECODERS,
+                         "prior_dropout": "in [0, 1)", "prior_input": PRIOR_INPUTS,
+                         "prior_code_dropout": "in [0, 1)", "prior_floor": "in [0, 1)", "decoder": ("auto",) + DECODERS,
                          "context_features": ">= 0"}
 
-    def __init__(self, spec: DataSpec, codes: int = 32, code_dim: int = 8, channels: int = 32, depth: int = 1,
+    def __init__(self, spec: DataSpec, codes: int = 64, code_dim: int = 8, channels: int = 32, depth: int = 2,
                  blocks: int = 1, commitment: float = 0.25, ema: bool = True, decay: float = 0.99,
-                 restarts: bool = True, restart_after: int = 20, vq_steps: int = 2000, prior_channels: int = 64,
-                 prior_blocks: int = 4, prior_kernel: int = 5, prior_dropout: float = 0.5, decoder: str = "auto",
-                 context_features: int = 0, standardize: bool = True):
+                 restarts: bool = True, restart_after: int = 20, vq_steps: int = 2500, prior_channels: int = 32,
+                 prior_blocks: int = 1, prior_kernel: int = 3, prior_dropout: float = 0.5,
+                 prior_input: str = "onehot", prior_code_dropout: float = 0.3, prior_floor: float = 0.0,
+                 decoder: str = "auto", context_features: int = 0, standardize: bool = True):
         """Build a VQ-VAE with a PixelCNN prior for image data ``spec`` (C, H, W).
 
         Args:
@@ -135,6 +145,12 @@ class VQVAE(LatentModel):
             prior_blocks: residual blocks of the PixelCNN prior.
             prior_kernel: odd size of the prior's first (mask A) convolution.
             prior_dropout: dropout rate inside the prior's residual blocks.
+            prior_input: how the prior reads the codes: "onehot" (K channels; a learned embedding per tap) or
+                "scaled" (one channel, the index scaled to [-1, 1]).
+            prior_code_dropout: while the prior trains, each input code is blanked (its one-hot set to 0, or
+                its scaled value to 0) with this probability; targets are untouched (a regulariser).
+            prior_floor: eps, the weight of a uniform component in every conditional of the prior,
+                p(k_ij | k_<ij) = (1 - eps) softmax(logits)_k + eps / K (caps the nats of any code at log(K / eps)).
             decoder: likelihood p(x | z_q): "auto" (bernoulli, logistic or gaussian by the data) or one listed.
             context_features: size of the context vector of a conditional model p(x | c) (0: unconditional);
                 it enters the encoder and decoder as constant channels and the prior as learned biases.
@@ -144,6 +160,7 @@ class VQVAE(LatentModel):
                          commitment=commitment, ema=ema, decay=decay, restarts=restarts,
                          restart_after=restart_after, vq_steps=vq_steps, prior_channels=prior_channels,
                          prior_blocks=prior_blocks, prior_kernel=prior_kernel, prior_dropout=prior_dropout,
+                         prior_input=prior_input, prior_code_dropout=prior_code_dropout, prior_floor=prior_floor,
                          decoder=decoder, context_features=context_features, standardize=standardize)
         if not spec.is_image:
             raise ConfigError(f"vqvae expects images (C, H, W); data '{spec.name}' has shape {tuple(spec.shape)} "
@@ -162,8 +179,10 @@ class VQVAE(LatentModel):
         self.decoder = _GridDecoder(code_dim, c * p, channels, depth, blocks, context_features)
         self.quantizer = VectorQuantizer(codes, code_dim, ema=ema, decay=decay,
                                          restart_after=restart_after if restarts else 0)
+        self.prior_input, self.prior_code_dropout = prior_input, float(prior_code_dropout)
+        self.prior_floor = float(prior_floor)
         self.prior = PixelCNNNet(1, codes, prior_channels, prior_blocks, prior_kernel, 3, prior_dropout,
-                                 context_features)
+                                 context_features, in_channels=codes if prior_input == "onehot" else 1)
         # training calls of loss() so far: decides the stage; saved with the weights (resume continues)
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
 
@@ -198,18 +217,34 @@ class VQVAE(LatentModel):
         return lp.reshape(len(x), -1).sum(-1) + self.preprocess_log_det()
 
     def _prior_input(self, idx: torch.Tensor) -> torch.Tensor:
-        """Code indices (B, h, w) scaled to [-1, 1] as a one-channel image (B, 1, h, w)."""
+        """Code indices (B, h, w) as the prior's input image: K one-hot channels (B, K, h, w), or the
+        indices scaled to [-1, 1] as one channel (B, 1, h, w)."""
         dtype = self.quantizer.codebook.dtype
-        return (2 * idx.to(dtype) / (self.codes - 1) - 1).unsqueeze(1)
+        if self.prior_input == "onehot":
+            inp = F.one_hot(idx, self.codes).to(dtype).movedim(-1, 1)
+        else:
+            inp = (2 * idx.to(dtype) / (self.codes - 1) - 1).unsqueeze(1)
+        if self.training and self.prior_code_dropout > 0:
+            keep = torch.rand(idx.shape, device=idx.device) >= self.prior_code_dropout
+            inp = inp * keep.unsqueeze(1).to(dtype)
+        return inp
 
     def prior_logits(self, idx: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of p(k_ij | k_{<ij}) for every position: (B, K, h, w)."""
         return self.prior(self._prior_input(idx), context)[:, 0]
 
-    def prior_log_prob(self, idx: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """log p_prior(k) per example (nats): sum over the grid of log softmax(logits)[k_ij]."""
+    def prior_log_probs(self, idx: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(k_ij = k | k_{<ij}) for every code k and position: (B, K, h, w), each (B, :, i, j) normalised;
+        with ``prior_floor`` eps the mixture (1 - eps) softmax(logits) + eps / K."""
         logp = F.log_softmax(self.prior_logits(idx, context), 1)
-        return logp.gather(1, idx.unsqueeze(1)).flatten(1).sum(1)
+        if self.prior_floor > 0:
+            eps = self.prior_floor
+            logp = torch.logaddexp(logp + math.log1p(-eps), torch.full_like(logp, math.log(eps / self.codes)))
+        return logp
+
+    def prior_log_prob(self, idx: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """log p_prior(k) per example (nats): sum over the grid of log p(k_ij | k_{<ij})."""
+        return self.prior_log_probs(idx, context).gather(1, idx.unsqueeze(1)).flatten(1).sum(1)
 
     def decode(self, z: torch.Tensor, context: torch.Tensor | None = None, mean: bool = False) -> torch.Tensor:
         """Quantise z (B, D h w) or (B, D, h, w) to its nearest codes, then a draw from p(x | z_q) (or its
@@ -274,17 +309,17 @@ class VQVAE(LatentModel):
     @torch.no_grad()
     def sample_codes(self, n: int, context: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
         """Code grids k ~ p_prior (B, h, w), position by position in raster order (one prior pass each);
-        logits are divided by ``temperature`` (0: the most probable code)."""
+        log-probabilities are divided by ``temperature`` (0: the most probable code)."""
         context = self.check_context(context, n)
         h, w = self.grid
         idx = torch.zeros(n, h, w, dtype=torch.long, device=self.quantizer.codebook.device)
         for i in range(h):
             for j in range(w):
-                logits = self.prior_logits(idx, context)[:, :, i, j]
+                logp = self.prior_log_probs(idx, context)[:, :, i, j]
                 if temperature == 0:
-                    idx[:, i, j] = logits.argmax(1)
+                    idx[:, i, j] = logp.argmax(1)
                 else:
-                    idx[:, i, j] = torch.multinomial(torch.softmax(logits / temperature, 1), 1).squeeze(1)
+                    idx[:, i, j] = torch.multinomial(torch.softmax(logp / temperature, 1), 1).squeeze(1)
         return idx
 
     @torch.no_grad()
