@@ -37,6 +37,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "dae": "deepgen.models.latent.dae:DenoisingAutoencoder",
     "vqvae": "deepgen.models.latent.vqvae:VQVAE",
     "draw": "deepgen.models.latent.draw:DRAW",
+    "pixelvae": "deepgen.models.latent.pixelvae:PixelVAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
 }
 _REGISTERED: dict[str, type] = {}
