@@ -28,11 +28,15 @@ def test_compare_trains_each_model_and_writes_one_table(tmp_path):
     assert rows[0]["test_nll_nats"] == flow["nll_nats"]  # the table shows each run's own test figure
     assert rows[0]["figure"] == "exact" and rows[1]["figure"] == "none (implicit model)"
     assert rows[1]["test_nll_nats"] is None
+    # ring8 has known modes: every model's mode coverage is a column
+    gan = json.loads((tmp_path / "gan" / "scores.json").read_text())
+    assert rows[1]["modes_covered"] == gan["modes"]["modes_covered"]
+    assert rows[1]["high_quality_pct"] == gan["modes"]["high_quality_pct"]
     assert all(r["steps"] == 30 and r["sample_per_s"] > 0 and r["parameters"] > 0 for r in rows)
     table = list(csv.DictReader(open(tmp_path / "compare.csv")))
     assert [t["model"] for t in table] == ["realnvp", "gan", "independent"]
     md = (tmp_path / "compare.md").read_text()
-    assert "| realnvp |" in md and "| gan |" in md and "nats" in md
+    assert "| realnvp |" in md and "| gan |" in md and "nats" in md and "high quality %" in md
     # the independent-dimension baseline closes the table, with its exact test NLL
     splits = load_data("ring8")
     assert float(table[2]["test_nll_nats"]) == independent_nll(splits)

@@ -88,8 +88,8 @@ def test_registered_as_implicit_adversarial():
     model = build_model("gan", RING, {})
     assert (model.name, model.family, model.density, model.objective) == ("gan", "implicit", "none", "adversarial")
     assert model.config()["params"] == {"latent": 16, "hidden": 128, "depth": 2, "arch": "auto",
-                                        "loss": "nonsaturating", "d_steps": 1, "context_features": 0,
-                                        "standardize": True}
+                                        "loss": "nonsaturating", "d_steps": 1, "label_smoothing": 0.0,
+                                        "context_features": 0, "standardize": True}
 
 
 def test_mlp_pair_for_vectors():
@@ -335,3 +335,43 @@ def test_resume_loads_both_optimizer_states():
                            next(iter(state["state"].values()))["exp_avg"])
     with pytest.raises(CheckpointError, match="2 players"):
         AdversarialModule(model, cfg, optimizer_states=states[:1]).configure_optimizers()
+
+
+# --- one-sided label smoothing --------------------------------------------------------
+
+def test_label_smoothing_targets_match_hand_computed_values():
+    eps = 0.1
+    t = torch.tensor(LOGITS, dtype=torch.float64)
+    real, fake = t, -t
+    # real targets 1 - eps: -(1 - eps) log D(x) - eps log(1 - D(x)); fake targets stay 0
+    d_real = -sum((1 - eps) * log_sigmoid(l) + eps * log_one_minus_sigmoid(l) for l in LOGITS) / 3
+    d_fake = -sum(log_one_minus_sigmoid(-l) for l in LOGITS) / 3
+    assert discriminator_bce(real, fake, label_smoothing=eps).item() == pytest.approx(d_real + d_fake, rel=1e-12)
+    assert discriminator_bce(real, fake, 0.0).item() == discriminator_bce(real, fake).item()
+    # the loss on a real example is smallest where D(x) = 1 - eps, not at D(x) -> 1
+    l = torch.tensor([math.log((1 - eps) / eps)], dtype=torch.float64, requires_grad=True)
+    discriminator_bce(l, torch.tensor([-50.0], dtype=torch.float64), eps).backward()
+    assert abs(l.grad.item()) < 1e-12
+    # one-sided: the fake term does not depend on eps
+    f = torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
+    discriminator_bce(torch.zeros(1, dtype=torch.float64), f, eps).backward()
+    assert f.grad.item() == pytest.approx(1 / (1 + math.exp(-0.3)))  # d softplus(l)/dl = sigmoid(l)
+
+
+def test_gan_label_smoothing_parameter():
+    assert build_model("gan", RING, {}).label_smoothing == 0.0
+    model = build_model("gan", RING, {"label_smoothing": 0.2})
+    assert model.config()["params"]["label_smoothing"] == 0.2
+    batch = torch.randn(8, 2)
+    shared = model.adversarial_forward(batch)
+    real_logits = model.discriminate(shared["real"])
+    fake_logits = model.discriminate(shared["fake"].detach())
+    out = model.player_loss("discriminator", batch, shared)
+    assert out["loss"].item() == pytest.approx(discriminator_bce(real_logits, fake_logits, 0.2).item(), rel=1e-6)
+    assert out["loss"].item() != pytest.approx(discriminator_bce(real_logits, fake_logits).item(), rel=1e-6)
+    # the generator's loss is not smoothed
+    g = model.player_loss("generator", batch, shared)["loss"]
+    assert g.item() == pytest.approx(generator_nonsaturating(model.discriminate(shared["fake"])).item(), rel=1e-6)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="label_smoothing"):
+            build_model("gan", RING, {"label_smoothing": bad})

@@ -10,8 +10,14 @@ which are exact and never take the log of a probability that rounded to 0 or 1
 (``log(1 - sigmoid(l))`` computed directly is -inf already at l ~ 17 in float32).
 
 All losses are means over the batch, in nats.  ``ADVERSARIAL_LOSSES`` maps a
-GAN's ``loss`` parameter to its (discriminator, generator) pair; new games
-(e.g. Wasserstein) are added there.
+GAN's ``loss`` parameter to its (discriminator, generator) pair.
+
+The Wasserstein game (Arjovsky et al. 2017; Gulrajani et al. 2017) is scored by
+a *critic* f(x), a real number that is not a logit and has no sigmoid; its
+losses (:func:`critic_wasserstein`, :func:`generator_wasserstein`) are in the
+critic's units, and :func:`gradient_penalty` is WGAN-GP's soft Lipschitz
+constraint.  They are separate functions, not entries of ``ADVERSARIAL_LOSSES``:
+a GAN's discriminator is not a critic.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import torch.nn.functional as F
 from deepgen.errors import unknown_name
 
 
-def discriminator_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def discriminator_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
     """Binary cross-entropy of the discriminator (Goodfellow et al. 2014), minimised over D:
 
         L_D = -E_x log D(x) - E_z log(1 - D(G(z)))
@@ -32,8 +39,22 @@ def discriminator_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> t
 
     It is -V(D, G) for the minimax value function V, so its minimum over D at
     the optimal discriminator is 2 log 2 - 2 JSD(p_data || p_G).
+
+    One-sided label smoothing (Salimans et al. 2016), ``label_smoothing`` = eps:
+    real examples get the target 1 - eps, fakes keep the target 0,
+
+        L_D = -E_x [(1 - eps) log D(x) + eps log(1 - D(x))] - E_z log(1 - D(G(z)))
+            =  E [(1 - eps) softplus(-l_real) + eps softplus(l_real)] + E softplus(l_fake).
+
+    The optimal discriminator becomes D*(x) = (1 - eps) p_data / (p_data + p_G): it
+    never exceeds 1 - eps, so it cannot grow arbitrarily confident on real data.
+    Smoothing the fake targets too would move D* towards p_G where p_data is 0,
+    which does not push the generator off those points; hence one-sided.
     """
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    real = F.softplus(-real_logits)
+    if label_smoothing:
+        real = (1.0 - label_smoothing) * real + label_smoothing * F.softplus(real_logits)
+    return real.mean() + F.softplus(fake_logits).mean()
 
 
 def generator_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -59,10 +80,65 @@ def generator_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-class AdversarialLoss(NamedTuple):
-    """A two-player game: ``discriminator(real_logits, fake_logits)`` and ``generator(fake_logits)``."""
+def critic_wasserstein(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """The WGAN critic's loss (Arjovsky et al. 2017), minimised over the critic f:
 
-    discriminator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+        L_f = E_z f(G(z)) - E_x f(x)
+
+    Scores are the critic's raw outputs (no sigmoid).  Over 1-Lipschitz f,
+    -min L_f = max_f E_x f(x) - E_z f(G(z)) = W_1(p_data, p_G), the earth mover's
+    distance (Kantorovich-Rubinstein duality); the constraint is imposed
+    separately (weight clipping, or :func:`gradient_penalty`).
+    """
+    return fake_scores.mean() - real_scores.mean()
+
+
+def generator_wasserstein(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The WGAN generator's loss, minimised over G: L_G = -E_z f(G(z)).
+
+    Its gradient w.r.t. each score is -1/B whatever the critic's value, so it
+    never saturates; the signal the generator gets is the critic's slope.
+    """
+    return -fake_scores.mean()
+
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Points on the segments between paired real and fake examples (WGAN-GP's x_hat):
+
+        x_hat_i = alpha_i x_i + (1 - alpha_i) x~_i,   alpha_i in [0, 1] one per example,
+
+    ``alpha`` of shape (B,) is broadcast over the other dimensions.
+    """
+    a = alpha.reshape(-1, *([1] * (real.ndim - 1))).to(real.dtype)
+    return a * real + (1.0 - a) * fake
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor,
+                     target: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """WGAN-GP's two-sided gradient penalty (Gulrajani et al. 2017) at ``points`` x_hat (B, ...):
+
+        P = E_i (||grad_x f(x_hat_i)||_2 - target)^2,
+
+    with one Euclidean norm per example (over all its features), since f(x_hat_i)
+    depends on x_hat_i alone.  The gradient is taken with ``create_graph`` so P
+    can be differentiated w.r.t. the critic's parameters, and is computed even
+    under ``torch.no_grad``.  Returns (P, the per-example norms, detached).
+    A critic with batch statistics (BatchNorm) breaks the per-example premise.
+    """
+    with torch.enable_grad():
+        x = points.detach().requires_grad_(True)
+        scores = critic(x)
+        (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+        norms = grad.flatten(1).norm(dim=1)
+        penalty = ((norms - target) ** 2).mean()
+    return penalty, norms.detach()
+
+
+class AdversarialLoss(NamedTuple):
+    """A two-player game: ``discriminator(real_logits, fake_logits, label_smoothing=0.0)`` and
+    ``generator(fake_logits)``."""
+
+    discriminator: Callable[..., torch.Tensor]
     generator: Callable[[torch.Tensor], torch.Tensor]
 
 

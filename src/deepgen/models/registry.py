@@ -39,6 +39,8 @@ BUILTIN_MODELS: dict[str, str] = {
     "draw": "deepgen.models.latent.draw:DRAW",
     "pixelvae": "deepgen.models.latent.pixelvae:PixelVAE",
     "gan": "deepgen.models.adversarial.gan:GAN",
+    "wgan": "deepgen.models.adversarial.wgan:WGAN",
+    "wgan-gp": "deepgen.models.adversarial.wgan_gp:WGANGP",
 }
 _REGISTERED: dict[str, type] = {}
 

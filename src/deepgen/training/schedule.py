@@ -35,7 +35,7 @@ def make_optimizer(params, cfg, step_offset: int = 0, state: dict | None = None,
     lr = lr or cfg.lr
     wd = cfg.weight_decay if weight_decay is None else weight_decay
     if kind == "adam":
-        opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas or cfg.betas), weight_decay=wd)
+        opt = torch.optim.Adam(params, lr=lr, betas=tuple(float(b) for b in (betas or cfg.betas)), weight_decay=wd)
     elif kind == "rmsprop":
         opt = torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
     elif kind == "sgd":

@@ -42,7 +42,8 @@ QUALITY_COLUMNS = list(METRIC_KEYS)
 QUALITY_HEADERS = {"frechet_distance": "FD", "precision": "precision", "recall": "recall", "density": "density",
                    "coverage": "coverage", "class_coverage": "class coverage"}
 COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim", "figure", "test_elbo_nats", "mig",
-           *QUALITY_COLUMNS, "train_time_s", "train_steps_per_s", "sample_per_s", "steps", "batch_size"]
+           "modes_covered", "high_quality_pct", *QUALITY_COLUMNS, "train_time_s", "train_steps_per_s", "sample_per_s",
+           "steps", "batch_size"]
 
 
 @torch.no_grad()
@@ -140,6 +141,7 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
             "test_nll_nats": scores.get("nll_nats"), "test_bits_per_dim": scores.get("bits_per_dim"),
             "figure": describe_figure(scores), "test_elbo_nats": scores.get("elbo_nats"),
             "mig": scores.get("disentanglement", {}).get("mig"), **{k: quality.get(k) for k in QUALITY_COLUMNS},
+            **{k: scores.get("modes", {}).get(k) for k in ("modes_covered", "high_quality_pct")},
             "quality_floor": quality.get("data_floor"),
             "train_steps_per_s": steps_per_s,
             "train_time_s": steps / steps_per_s if steps_per_s else None,
@@ -220,8 +222,8 @@ def write_tables(rows: list[dict], out: Path, spec, seed: int = 0, baseline: flo
     write_csv(rows, COLUMNS, out / "compare.csv")
     # columns only some models have: the ELBO of latent-variable models, MIG on data with known factors,
     # sample quality where a feature space applies
-    optional = [(k, h) for k, h in (("test_elbo_nats", "test ELBO (nats)"), ("mig", "MIG"),
-                                    *QUALITY_HEADERS.items())
+    optional = [(k, h) for k, h in (("test_elbo_nats", "test ELBO (nats)"), ("mig", "MIG"), ("modes_covered", "modes"),
+                                    ("high_quality_pct", "high quality %"), *QUALITY_HEADERS.items())
                 if any(r.get(k) is not None for r in rows)]
     head = ["model", "family", "params", "test NLL (nats)", "bits/dim", "figure", *(h for _, h in optional),
             "train time (s)", "train steps/s", "samples/s"]

@@ -13,6 +13,13 @@ then one generator update on the ``loss`` chosen here ("nonsaturating":
 -E log D(G(z)); "minimax": E log(1 - D(G(z))), the saturating original) through
 the same fakes and the updated discriminator.
 
+One-sided label smoothing (Salimans et al. 2016; ``label_smoothing`` = eps > 0)
+trains D towards the target 1 - eps on real data and 0 on fakes:
+
+    L_D = -E_x [(1 - eps) log D(x) + eps log(1 - D(x))] - E_z log(1 - D(G(z))),
+
+so D* = (1 - eps) p_data / (p_data + p_G) stays below 1 - eps; G's loss is unchanged.
+
 A GAN defines no density: ``log_prob`` raises :class:`DensityError`.  It is
 judged by its samples (:mod:`deepgen.evaluation.sample_metrics`,
 :mod:`deepgen.evaluation.modes`).
@@ -47,8 +54,11 @@ class GAN(GenerativeModel):
     layers; conv: 1 + extra 3x3 layers per resolution), ``arch`` ("auto": conv
     for images, MLP for vectors; "mlp"; "conv"), ``loss`` ("nonsaturating" or
     "minimax"), ``d_steps`` (discriminator steps per generator step),
-    ``context_features`` (conditional GAN: the context is appended to z and
-    shown to D).
+    ``label_smoothing`` (one-sided: real targets 1 - eps), ``context_features``
+    (conditional GAN: the context is appended to z and shown to D).
+
+    Subclasses with other games (``wgan``, ``wgan-gp``) reuse the networks
+    (:meth:`build_networks`), the data scale and sampling, and replace the players.
     """
 
     name = "gan"
@@ -67,10 +77,12 @@ class GAN(GenerativeModel):
     train_defaults = {"lr": 1e-3, "betas": [0.5, 0.999], "lr_schedule": "cosine", "warmup_steps": 0}
 
     param_constraints = {"latent": ">= 1", "hidden": ">= 2", "depth": ">= 1", "arch": ARCHS,
-                         "loss": tuple(ADVERSARIAL_LOSSES), "d_steps": ">= 1", "context_features": ">= 0"}
+                         "loss": tuple(ADVERSARIAL_LOSSES), "d_steps": ">= 1", "label_smoothing": "in [0, 1)",
+                         "context_features": ">= 0"}
 
     def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 128, depth: int = 2, arch: str = "auto",
-                 loss: str = "nonsaturating", d_steps: int = 1, context_features: int = 0, standardize: bool = True):
+                 loss: str = "nonsaturating", d_steps: int = 1, label_smoothing: float = 0.0,
+                 context_features: int = 0, standardize: bool = True):
         """Build a GAN for data ``spec``.
 
         Args:
@@ -80,24 +92,34 @@ class GAN(GenerativeModel):
             arch: "auto" (conv for images, mlp for vectors), "mlp" or "conv".
             loss: "nonsaturating" (G maximises log D(G(z))) or "minimax" (G minimises log(1 - D(G(z)))).
             d_steps: discriminator updates per generator update.
+            label_smoothing: one-sided label smoothing eps: D's target on real data is 1 - eps (fakes: 0).
             context_features: size of the context vector of a conditional GAN (appended to z, shown to D).
             standardize: continuous data: G and D work on (x - mean) / std per feature; samples are mapped back.
         """
         super().__init__(spec, latent=latent, hidden=hidden, depth=depth, arch=arch, loss=loss,
-                         d_steps=d_steps, context_features=context_features, standardize=standardize)
-        if spec.levels is not None and spec.levels < 2:
-            raise ConfigError(f"gan: data '{spec.name}' has {spec.levels} level; need at least 2")
+                         d_steps=d_steps, label_smoothing=label_smoothing, context_features=context_features,
+                         standardize=standardize)
         self.losses = get_adversarial_loss(loss)
-        self.latent, self.d_steps = latent, d_steps
+        self.d_steps, self.label_smoothing = d_steps, label_smoothing
+        self.build_networks(latent, hidden, depth, arch, context_features)
+
+    def build_networks(self, latent: int, hidden: int, depth: int, arch: str, context_features: int) -> None:
+        """The generator and the discriminator (for subclasses a critic: its output, D's logit or the
+        critic's score f(x), is never squashed).  The discriminator uses no batch statistics (the
+        conv D has no BatchNorm, the MLP no normalisation), as a per-example gradient penalty needs."""
+        spec, who = self.spec, self.name
+        if spec.levels is not None and spec.levels < 2:
+            raise ConfigError(f"{who}: data '{spec.name}' has {spec.levels} level; need at least 2")
+        self.latent = latent
         shape = tuple(spec.shape)
         if arch == "auto":
             arch = "conv" if spec.is_image else "mlp"
         if arch == "conv":
             if not spec.is_image:
-                raise ConfigError(f"gan: arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {shape}")
+                raise ConfigError(f"{who}: arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {shape}")
             _, h, w = shape
             if h % 4 or w % 4:
-                raise ConfigError(f"gan: the conv architecture needs H and W divisible by 4; image is {h}x{w} "
+                raise ConfigError(f"{who}: the conv architecture needs H and W divisible by 4; image is {h}x{w} "
                                   "(use arch: mlp)")
             self.generator = DCGANGenerator(latent, shape, hidden, depth, context_features)
             self.discriminator = DCGANDiscriminator(shape, hidden, depth, context_features)
@@ -151,7 +173,7 @@ class GAN(GenerativeModel):
         if name == "discriminator":
             real_logits = self.discriminate(shared["real"], context)
             fake_logits = self.discriminate(shared["fake"].detach(), context)
-            return {"loss": self.losses.discriminator(real_logits, fake_logits),
+            return {"loss": self.losses.discriminator(real_logits, fake_logits, self.label_smoothing),
                     "d_real": torch.sigmoid(real_logits).mean().detach(),
                     "d_fake": torch.sigmoid(fake_logits).mean().detach()}
         if name == "generator":
