@@ -21,6 +21,22 @@ def same_under_seed(fn_a, fn_b, seed: int = 0) -> bool:
     return torch.equal(a, fn_b())
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """The built-in 8x8 digits (17 levels), loaded once per test session."""
+    from deepgen.data import load_data
+
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def binary_digits():
+    """The built-in binarized digits (2 levels), loaded once per test session."""
+    from deepgen.data import load_data
+
+    return load_data("digits-binary")
+
+
 @pytest.fixture
 def one_thread():
     """For tests of many tiny ops (masked convolutions, LSTM loops, planar layers): a second intra-op thread only

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DensityError
 from deepgen.models.latent.ae import Autoencoder
@@ -18,11 +17,6 @@ from deepgen.models.registry import build_model
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"arch": "mlp", "hidden": 64, "latent": 8}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 def fit(name, spec, x, params, steps=300, lr=3e-3, seed=0):

@@ -18,20 +18,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"glimpses": 4, "hidden": 32, "latent": 4, "attention": True, "read_size": 2, "write_size": 3}
 
 
-@pytest.fixture(scope="module")
-def binary_digits():
-    from deepgen.data import load_data
-
-    return load_data("digits-binary")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    from deepgen.data import load_data
-
-    return load_data("digits")
-
-
 def _fit(model, x, steps, lr=3e-3, context=None, seed=0):
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

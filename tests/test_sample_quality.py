@@ -26,16 +26,6 @@ from deepgen.models.registry import build_model
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
-
-
-@pytest.fixture(scope="module")
-def binary_digits():
-    return load_data("digits-binary")
-
-
 # --- the metrics, against hand formulas and the reference package -----------------------
 def test_frechet_distance_of_identical_and_shifted_gaussians():
     g = torch.Generator().manual_seed(0)

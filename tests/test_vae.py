@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import deepgen.models.latent.vae as vae_mod
-from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
 from deepgen.models.pretrained import load_model, save_model
@@ -17,16 +16,6 @@ from deepgen.distributions import (
     BernoulliOutput as BernoulliLikelihood, CategoricalOutput as CategoricalLikelihood,
     DiscretizedLogisticOutput as DiscretizedLogisticLikelihood, LearnedScaleGaussianOutput as GaussianLikelihood,
 )
-
-
-@pytest.fixture(scope="module")
-def binary_digits():
-    return load_data("digits-binary")
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
 
 
 @pytest.fixture(scope="module")

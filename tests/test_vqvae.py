@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
 from deepgen.models.pretrained import load_model, save_model
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = {"codes": 16, "code_dim": 4, "channels": 16, "depth": 1, "blocks": 0, "prior_channels": 16,
          "prior_blocks": 1, "prior_kernel": 3, "prior_dropout": 0.0}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
-
-
-@pytest.fixture(scope="module")
-def binary_digits():
-    return load_data("digits-binary")
 
 
 def small(spec, **over):
