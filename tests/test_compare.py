@@ -89,3 +89,12 @@ def test_independent_baseline_is_the_smoothed_product_of_marginals():
     torch.testing.assert_close(lp, ref)
     splits = Splits(DataSpec("t", (2,), 3), train, train, train.flip(0))
     assert independent_nll(splits) == -independent_log_prob(train, train.flip(0), 3).mean().item()
+
+
+def test_bound_without_importance_sampling_is_scored_as_is(tmp_path):
+    """A VQ-VAE's bound takes no k: compare scores it without --iw-samples (it used to stop the whole table)."""
+    entry = "vqvae:codes=8:code_dim=4:channels=8:depth=1:prior_channels=8:prior_blocks=1:prior_kernel=3:vq_steps=2"
+    rows = compare("digits", [entry, "vae:hidden=8:channels=8:iw_samples=2"], steps=4, out=tmp_path, progress=False,
+                   iw_samples=3, extra={"eval_every": 4, "batch_size": 32})
+    assert rows[0]["figure"] == "bound" and rows[1]["figure"] == "estimate (IWAE, k=3)"
+    assert all(r["test_nll_nats"] > 0 for r in rows)

@@ -128,7 +128,7 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
                          "steps": steps, "batch_size": cfg.batch_size})
             pictures.append((f"{label}\nKL(q||p) {trained['kl_nats']:.3f} nats", samples))
             continue
-        if model.density == "bound":
+        if model.can("importance_weighted"):  # rescored with the table's k (a VQ-VAE's bound takes no k)
             scores = score_model(model, splits, "test", seed=seed, k=iw_samples, features=features)
             scores["iw_samples"] = iw_samples
         elif features is not None and not model.is_conditional:
