@@ -3,13 +3,14 @@ BiLSTM's full one, exact normalisation, completion, save/load, context, learning
 
 import pytest
 import torch
-from autoregressive_checks import check_autoregressive, check_completion, check_normalised, fit_briefly, random_inputs
+from autoregressive_checks import (
+    check_autoregressive, check_completion, check_normalised, check_save_load, fit_briefly, random_inputs,
+)
 from conftest import same_under_seed
 
 from deepgen.data import load_data
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
-from deepgen.models.pretrained import load_model, save_model
 from deepgen.models.registry import build_model
 from deepgen.nets.pixelrnn import CausalConv, channel_groups, conv_mask, skew, unskew
 
@@ -145,14 +146,9 @@ def test_save_load_reproduces_log_prob_exactly(variant, tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    save_model(model, tmp_path)
-    loaded = load_model(tmp_path)
-    assert loaded.params == model.params
     x = random_inputs(model.spec, 5).float()
     c = torch.eye(3)[[0, 1, 2, 0, 1]]
-    with torch.no_grad():
-        assert torch.equal(loaded.log_prob(x, c), model.log_prob(x, c))
-    assert same_under_seed(lambda: model.sample(3, c[:3]), lambda: loaded.sample(3, c[:3]), seed=5)
+    check_save_load(model, x, c, tmp_path)
 
 
 def test_config_errors():
