@@ -89,7 +89,10 @@ def test_registered_as_implicit_adversarial():
     assert (model.name, model.family, model.density, model.objective) == ("gan", "implicit", "none", "adversarial")
     assert model.config()["params"] == {"latent": 16, "hidden": 128, "depth": 2, "arch": "auto",
                                         "loss": "nonsaturating", "d_steps": 1, "label_smoothing": 0.0,
-                                        "context_features": 0, "standardize": True}
+                                        "spectral_norm": "none", "virtual_batchnorm": False, "reference_size": 64,
+                                        "conditional_bn": False, "minibatch_discrimination": 0,
+                                        "orthogonal_reg": 0.0, "ema": 0.0, "context_features": 0,
+                                        "standardize": True}
 
 
 def test_mlp_pair_for_vectors():

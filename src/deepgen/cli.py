@@ -135,7 +135,7 @@ def cmd_sample(args) -> int:
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         raise ConfigError(f"--temperature must be a finite number > 0, got {args.temperature}")
     for path in sample_run(args.run, args.n, args.out, temperature=args.temperature, seed=args.seed,
-                           label=args.label, npy=args.npy):
+                           label=args.label, npy=args.npy, truncation=args.truncation):
         print(f"wrote {path}")
     return 0
 
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--label", help="class to sample from a class-conditional run (e.g. 3)")
+    s.add_argument("--truncation", type=float, metavar="T", help="the truncation trick (GAN family): draw the "
+                   "latent z from N(0, I) restricted to |z_i| <= T; smaller T trades diversity for fidelity")
 
     k = sub.add_parser("complete", help="hide part of each example, fill it in, score the hidden part (NLL in nats)",
                        description="Hide entries of each example of a split (--mask), let the run complete them and "

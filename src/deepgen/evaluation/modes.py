@@ -113,8 +113,9 @@ def mode_metrics_for(model, dataset_name: str, n: int = PROTOCOL_SAMPLES, seed: 
 
 
 @torch.no_grad()
-def seeded_samples(model, n: int, seed: int, context: torch.Tensor | None = None) -> torch.Tensor:
-    """``model.sample(n, context)`` in eval mode under ``torch.manual_seed(seed)``, RNG and mode restored."""
+def seeded_samples(model, n: int, seed: int, context: torch.Tensor | None = None, **sample_kwargs) -> torch.Tensor:
+    """``model.sample(n, context, **sample_kwargs)`` in eval mode under ``torch.manual_seed(seed)``, RNG and
+    mode restored."""
     was_training = model.training
     device = model.device
     model.eval()
@@ -122,6 +123,6 @@ def seeded_samples(model, n: int, seed: int, context: torch.Tensor | None = None
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             ctx = None if context is None else context.to(device)
-            return model.sample(n, context=ctx).detach().float().cpu()
+            return model.sample(n, context=ctx, **sample_kwargs).detach().float().cpu()
     finally:
         model.train(was_training)

@@ -332,3 +332,30 @@ def plot_image_rows(rows: list[tuple], path, levels: int | None, ncol: int, titl
         fig.suptitle(title)
     save_figure(fig, path)
     return fig
+
+
+def plot_truncation_curve(points: list[dict], path, title: str = "") -> Figure:
+    """The truncation trade-off: precision and recall against the threshold t (left; "none" = no
+    truncation, drawn at the right end) and precision against recall, each point labelled by t (right)."""
+    labels = ["none" if p["truncation"] is None else f"{p['truncation']:g}" for p in points]
+    prec = [p["precision"] for p in points]
+    rec = [p["recall"] for p in points]
+    fig, (a, b) = subplots(1, 2, figsize=(9.5, 3.8), layout="constrained")
+    xs = list(range(len(points)))
+    a.plot(xs, prec, marker="o", label="precision (fidelity)")
+    a.plot(xs, rec, marker="s", label="recall (diversity)")
+    a.set_xticks(xs, labels)
+    a.set_xlabel("truncation threshold t (|z_i| <= t)")
+    a.set_ylim(-0.02, 1.02)
+    a.legend(fontsize=8)
+    a.grid(alpha=0.3)
+    b.plot(rec, prec, marker="o")
+    for r, p, label in zip(rec, prec, labels):
+        b.annotate(f"t={label}", (r, p), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    b.set_xlabel("recall (diversity)")
+    b.set_ylabel("precision (fidelity)")
+    b.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)
+    return fig

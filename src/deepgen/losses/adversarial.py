@@ -22,12 +22,12 @@ a GAN's discriminator is not a critic.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from deepgen.errors import unknown_name
+from deepgen.errors import ConfigError, unknown_name
 
 
 def discriminator_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor,
@@ -134,6 +134,48 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], points: tor
     return penalty, norms.detach()
 
 
+def discriminator_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """The hinge loss of the discriminator (Lim and Ye 2017; Miyato et al. 2018; BigGAN), minimised over D:
+
+        L_D = E_x max(0, 1 - l(x)) + E_z max(0, 1 + l(G(z)))
+
+    D's output l is a margin score, not a log-odds: once a real example scores
+    above 1 (a fake below -1) it contributes nothing, so D stops pushing well
+    separated examples and spends its capacity near the boundary.  Label
+    smoothing has no meaning for a margin; it must be 0.
+    """
+    if label_smoothing:
+        raise ConfigError("the hinge loss takes no label smoothing (its targets are margins, not probabilities); "
+                          f"got label_smoothing={label_smoothing}")
+    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+
+def generator_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's side of the hinge game, minimised over G:  L_G = -E_z l(G(z))."""
+    return -fake_logits.mean()
+
+
+def orthogonal_regularization(weights: Iterable[torch.Tensor]) -> torch.Tensor:
+    """BigGAN's orthogonal regularisation (Brock et al. 2018, eq. 3), without the weight beta:
+
+        R(W) = sum_W || W^T W (.) (1 - I) ||_F^2
+
+    over the given weight matrices, each flattened to (out, in) = (rows, -1) and with
+    W^T W read as the Gram matrix of the rows (filters): it penalises the cosine-free
+    inner products between different filters and leaves their norms free (the plain
+    ||W^T W - I||^2 also forces unit norms).  Returns a scalar tensor (0 for no weights).
+    """
+    total = None
+    for w in weights:
+        m = w.reshape(w.shape[0], -1)
+        gram = m @ m.t()
+        off = gram - torch.diag_embed(torch.diagonal(gram))
+        term = (off ** 2).sum()
+        total = term if total is None else total + term
+    return total if total is not None else torch.zeros(())
+
+
 class AdversarialLoss(NamedTuple):
     """A two-player game: ``discriminator(real_logits, fake_logits, label_smoothing=0.0)`` and
     ``generator(fake_logits)``."""
@@ -145,6 +187,7 @@ class AdversarialLoss(NamedTuple):
 ADVERSARIAL_LOSSES: dict[str, AdversarialLoss] = {
     "nonsaturating": AdversarialLoss(discriminator_bce, generator_nonsaturating),
     "minimax": AdversarialLoss(discriminator_bce, generator_saturating),
+    "hinge": AdversarialLoss(discriminator_hinge, generator_hinge),
 }
 
 

@@ -74,6 +74,10 @@ CAPABILITIES = {
                 "log q of the filled entries under the procedure that drew them); orderings() (M, D)",
     "dequantize": "on discrete data log_prob is a dequantized bound on log P(k)",
     "conditional": "accepts a context (context_features > 0 builds p(x | context))",
+    "features": "features(x, context) -> (B, F): a learned representation of x for linear probes (e.g. a GAN "
+                "discriminator's last hidden layer); models that encode are probed on encode(x) instead",
+    "truncation": "sample(n, context, truncation=t): the latent draws restricted to |z_i| <= t (the truncation "
+                  "trick: fidelity for diversity)",
     "sample_log_prob": "sample_and_log_prob(n, context): differentiable samples with their log-density "
                        "(fits an unnormalised target exp(-U): variational inference)",
 }

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from deepgen.errors import ConfigError
+from deepgen.nets.minibatch import MinibatchDiscrimination
+from deepgen.nets.normalization import ReferenceBatch, norm_layer, run_layers
 
 
 def context_channels(x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -78,60 +80,93 @@ class DCGANGenerator(nn.Module):
     """DCGAN-style generator for (C, H, W) images with H, W divisible by 4.
 
     [z, context] -> linear -> (hidden, H/4, W/4) -> ConvT 4x4/2 -> (hidden/2, H/2, W/2)
-    -> ConvT 4x4/2 -> (C, H, W).  Every layer but the last has BatchNorm + ReLU;
-    ``depth - 1`` extra 3x3 conv + BatchNorm + ReLU layers follow at H/4 and H/2.
+    -> ConvT 4x4/2 -> (C, H, W).  Every layer but the last has a normalisation + ReLU;
+    ``depth - 1`` extra 3x3 conv + norm + ReLU layers follow at H/4 and H/2.
+
+    ``norm``: "batch" (BatchNorm), "virtual" (virtual batch norm with a fixed reference
+    batch of ``reference_size`` latent draws, :class:`~deepgen.nets.normalization.ReferenceBatch`)
+    or "conditional" (class-conditional BN: the context enters only through a shared
+    linear embedding of ``embed_features`` that every BN layer projects to its gain and bias).
     """
 
-    def __init__(self, latent: int, shape, hidden: int, depth: int, context_features: int = 0):
+    def __init__(self, latent: int, shape, hidden: int, depth: int, context_features: int = 0,
+                 norm: str = "batch", embed_features: int = 0, reference_size: int = 0):
         super().__init__()
         c, h, w = shape
         self.start = (hidden, h // 4, w // 4)
-        self.fc = nn.Linear(latent + context_features, hidden * (h // 4) * (w // 4))
+        conditional = norm == "conditional"
+        self.embed = nn.Linear(context_features, embed_features, bias=False) if conditional else None
+        self.reference = ReferenceBatch(reference_size, latent, context_features) if norm == "virtual" else None
+        self.fc = nn.Linear(latent + (0 if conditional else context_features), hidden * (h // 4) * (w // 4))
         half = hidden // 2
-        layers = [nn.BatchNorm2d(hidden), nn.ReLU()]
-        layers += _conv3x3_stack(hidden, depth - 1, norm=True, act=nn.ReLU)
-        layers += [nn.ConvTranspose2d(hidden, half, 4, stride=2, padding=1), nn.BatchNorm2d(half), nn.ReLU()]
-        layers += _conv3x3_stack(half, depth - 1, norm=True, act=nn.ReLU)
+
+        def norm_of(ch):
+            return norm_layer(norm, ch, True, embed_features, reference_size)
+
+        layers = [norm_of(hidden), nn.ReLU()]
+        layers += _conv3x3_stack(hidden, depth - 1, norm=norm_of, act=nn.ReLU)
+        layers += [nn.ConvTranspose2d(hidden, half, 4, stride=2, padding=1), norm_of(half), nn.ReLU()]
+        layers += _conv3x3_stack(half, depth - 1, norm=norm_of, act=nn.ReLU)
         layers += [nn.ConvTranspose2d(half, c, 4, stride=2, padding=1)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z, context=None):
-        if context is not None:
+        r = 0
+        if self.reference is not None:
+            r = self.reference.size
+            z, context = self.reference.prepend(z, context)
+        embedding = None
+        if self.embed is not None:
+            embedding = self.embed(context)
+        elif context is not None:
             z = torch.cat([z, context], -1)
-        return self.body(self.fc(z).view(len(z), *self.start))
+        out = run_layers(self.body, self.fc(z).view(len(z), *self.start), embedding)
+        return out[r:]
 
 
 class DCGANDiscriminator(nn.Module):
     """DCGAN-style discriminator: strided 4x4 convs + LeakyReLU(0.2), no normalisation.
 
     (C [+ context as constant channels], H, W) -> conv 4x4/2 -> (hidden/2, H/2, W/2)
-    -> conv 4x4/2 -> (hidden, H/4, W/4) -> linear -> one logit; ``depth - 1`` extra
-    3x3 conv + LeakyReLU layers follow each strided conv.  No BatchNorm: D sees
-    all-real and all-fake batches separately, and batch statistics would let it
-    tell them apart by the batch rather than by the example.
+    -> conv 4x4/2 -> (hidden, H/4, W/4) -> flatten (:meth:`features`) -> linear -> one
+    logit; ``depth - 1`` extra 3x3 conv + LeakyReLU layers follow each strided conv.  No
+    BatchNorm: D sees all-real and all-fake batches separately, and batch statistics
+    would let it tell them apart by the batch rather than by the example.
+    ``minibatch_kernels`` > 0 appends minibatch-discrimination features
+    (:class:`~deepgen.nets.minibatch.MinibatchDiscrimination`) before the last layer.
     """
 
-    def __init__(self, shape, hidden: int, depth: int, context_features: int = 0):
+    def __init__(self, shape, hidden: int, depth: int, context_features: int = 0, minibatch_kernels: int = 0):
         super().__init__()
         c, h, w = shape
         half = hidden // 2
         act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
         layers = [nn.Conv2d(c + context_features, half, 4, stride=2, padding=1), act()]
-        layers += _conv3x3_stack(half, depth - 1, norm=False, act=act)
+        layers += _conv3x3_stack(half, depth - 1, norm=None, act=act)
         layers += [nn.Conv2d(half, hidden, 4, stride=2, padding=1), act()]
-        layers += _conv3x3_stack(hidden, depth - 1, norm=False, act=act)
+        layers += _conv3x3_stack(hidden, depth - 1, norm=None, act=act)
         self.body = nn.Sequential(*layers, nn.Flatten())
-        self.out = nn.Linear(hidden * (h // 4) * (w // 4), 1)
+        features = hidden * (h // 4) * (w // 4)
+        self.minibatch = MinibatchDiscrimination(features, minibatch_kernels) if minibatch_kernels else None
+        self.out = nn.Linear(features + minibatch_kernels, 1)
+
+    def features(self, x, context=None):
+        """The last hidden layer, flattened: (B, hidden H/4 W/4)."""
+        return self.body(context_channels(x, context))
 
     def forward(self, x, context=None):
-        return self.out(self.body(context_channels(x, context)))
+        h = self.features(x, context)
+        if self.minibatch is not None:
+            h = torch.cat([h, self.minibatch(h)], -1)
+        return self.out(h)
 
 
 def _conv3x3_stack(channels, n, norm, act):
+    """``n`` x (3x3 conv, ``norm(channels)`` if a norm factory is given, activation)."""
     layers = []
     for _ in range(max(0, n)):
         layers.append(nn.Conv2d(channels, channels, 3, padding=1))
-        if norm:
-            layers.append(nn.BatchNorm2d(channels))
+        if norm is not None:
+            layers.append(norm(channels))
         layers.append(act())
     return layers

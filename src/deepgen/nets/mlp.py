@@ -30,10 +30,14 @@ class MLP(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer (B, hidden) (the input itself when depth is 0)."""
         if context is not None:
             x = torch.cat([x, context], -1)
-        return self.out(self.body(x))
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.features(x, context))
 
 
 class FlatMLP(nn.Module):
@@ -50,6 +54,10 @@ class FlatMLP(nn.Module):
         for m in self.net.modules():
             if isinstance(m, nn.LeakyReLU):  # MLP builds LeakyReLU() with torch's default slope 0.01
                 m.negative_slope = leaky_slope
+
+    def features(self, x, context=None):
+        """The MLP's last hidden layer on the flattened input: (B, hidden)."""
+        return self.net.features(x.flatten(1), context)
 
     def forward(self, x, context=None):
         return self.net(x.flatten(1), context).view(len(x), *self.out_shape)

@@ -9,9 +9,11 @@ import torch
 
 from deepgen.evaluation.plots import (
     MAX_PAIR_FEATURES, plot_2d, plot_image_grid, plot_image_rows, plot_pairs, plot_training_curves,
+    plot_truncation_curve,
 )
 from deepgen.evaluation.latent_plots import latent_plane, plot_latent_map
 from deepgen.evaluation.scoring import score_model
+from deepgen.evaluation.truncation import truncation_curve
 from deepgen.evaluation.variational import plot_target_fit, score_target
 from deepgen.io import write_json
 
@@ -23,9 +25,12 @@ RUN_FILES = ("config.yaml", "model.safetensors", "training_state.safetensors", "
 
 
 def draw_samples(model, n: int, temperature: float = 1.0, seed: int = 0, label_context=None,
-                 labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 labels: torch.Tensor | None = None,
+                 truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(samples, labels): ``n`` seeded samples; a conditional model samples ``labels`` (default:
-    labels drawn from the training frequencies under the same seed).  The caller's RNG is untouched."""
+    labels drawn from the training frequencies under the same seed); ``truncation`` = t restricts the
+    latent draws to |z_i| <= t (models with the "truncation" capability).  The caller's RNG is untouched."""
+    kwargs = {} if truncation is None else {"truncation": truncation}
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         context = None
@@ -33,7 +38,7 @@ def draw_samples(model, n: int, temperature: float = 1.0, seed: int = 0, label_c
             if labels is None:
                 labels = label_context.sample_labels(n, torch.Generator().manual_seed(seed))
             context = label_context.one_hot(labels).to(model.device)
-        return model.sample(n, context=context, temperature=temperature), labels
+        return model.sample(n, context=context, temperature=temperature, **kwargs), labels
 
 
 def samples_picture(spec) -> str | None:
@@ -159,6 +164,12 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     scores = score_model(model, splits, "test", seed=cfg.seed, batch_size=cfg.eval_batch_size,
                          csv_path=out / "test_scores.csv", label_context=label_context)
     scores.update(extra_scores or {})
+    curve = None
+    if model.can("truncation"):
+        ctx = label_context.one_hot(splits.split_labels("test")) if model.is_conditional else None
+        curve = truncation_curve(model, splits, "test", seed=cfg.seed, context=ctx)
+        if curve is not None:
+            scores["truncation_curve"] = curve
     scores["steps"] = max(table.rows) if table.rows else cfg.steps
     scores["train_steps_per_s"] = steps_per_s
     scores["world_size"] = world_size
@@ -173,6 +184,11 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     curves_title = f"{model.name} on {splits.spec.name}: training curves ({scores['steps']} steps)"
     if plot_training_curves(table, out / "training_curves.png", curves_title) is not None:
         pictures.append("training_curves.png")
+    if curve is not None:
+        plot_truncation_curve(curve["points"], out / "truncation_curve.png",
+                              f"{model.name} on {splits.spec.name}: the truncation trick ({curve['n_samples']} "
+                              "samples per threshold, test split)")
+        pictures.append("truncation_curve.png")
     pictures += write_representation_plots(model, splits, out, seed=cfg.seed, label_context=label_context)
     if verbose:
         if "nll_nats" in scores:

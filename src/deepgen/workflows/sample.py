@@ -9,6 +9,7 @@ Everything that can be refused is checked before sampling, so a refused call wri
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -101,10 +102,11 @@ def write_arrays(path: Path, fmt: str, samples: torch.Tensor, spec, labels: np.n
 
 
 def sample_run(run, n: int, out, temperature: float = 1.0, seed: int = 0, label: str | None = None,
-               npy: bool = False) -> list[str]:
+               npy: bool = False, truncation: float | None = None) -> list[str]:
     """Draw ``n`` samples of run ``run`` (of class ``label`` for a class-conditional run; otherwise
     labels drawn from the training frequencies) and write ``out`` in the format of its extension
-    (see the module docstring); ``npy`` also writes the array as ``.npy`` beside it.
+    (see the module docstring); ``npy`` also writes the array as ``.npy`` beside it; ``truncation`` = t
+    draws the latent z restricted to |z_i| <= t (the truncation trick; GANs).
 
     The extension, the label and whether the data can be pictured are checked before anything
     is sampled or written.  Returns the paths written."""
@@ -118,8 +120,13 @@ def sample_run(run, n: int, out, temperature: float = 1.0, seed: int = 0, label:
     for path in (out, extra_npy):
         if path is not None:
             _check_writable(path)
+    if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
+        raise ConfigError(f"--truncation must be a finite number > 0 (the bound t of |z_i| <= t), got {truncation}")
     model = load_model(run)
     spec = model.spec
+    if truncation is not None and not model.can("truncation"):
+        raise ConfigError(f"--truncation: {model.name} (run '{run}') draws no Gaussian latent it could truncate; "
+                          "the truncation trick applies to the GAN family (gan, wgan, wgan-gp, ...)")
     label_context = run_label_context(run)
     labels = None
     if label is not None:
@@ -133,9 +140,10 @@ def sample_run(run, n: int, out, temperature: float = 1.0, seed: int = 0, label:
                           f"--out {out.with_suffix('.npy')} or --out {out.with_suffix('.csv')}")
     data = training_data(run, spec) if picture in ("density", "pairs") else None
 
-    samples, labels = draw_samples(model, n, temperature, seed, label_context, labels)
+    samples, labels = draw_samples(model, n, temperature, seed, label_context, labels, truncation)
     if fmt in PICTURE_FORMATS:
         title = (f"{model.name} on {spec.name}: {n} samples, T={temperature:g}"
+                 + (f", truncation {truncation:g}" if truncation is not None else "")
                  + (f", class {label}" if label is not None else ""))
         plot_samples(model, data, samples[:MAX_PICTURE_IMAGES] if picture == "images" else samples, out, title,
                      labels=None if label is not None else labels, label_context=label_context)

@@ -49,7 +49,7 @@ class WGAN(GAN):
     family = "implicit"
     density = "none"
     objective = "adversarial"
-    capabilities = frozenset({"conditional"})
+    capabilities = frozenset({"conditional", "features", "truncation"})
     description = "Wasserstein GAN (implicit, no density): critic with weight clipping, RMSprop, n_critic steps"
     # RMSprop takes lr only (betas are not used).  See the README's grid25/ring8 table for the runs
     # behind these values.

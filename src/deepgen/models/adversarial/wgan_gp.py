@@ -46,7 +46,7 @@ class WGANGP(WGAN):
     family = "implicit"
     density = "none"
     objective = "adversarial"
-    capabilities = frozenset({"conditional"})
+    capabilities = frozenset({"conditional", "features", "truncation"})
     description = "WGAN-GP (implicit, no density): critic with a gradient penalty on interpolates, Adam(0, 0.9)"
     # See the README's grid25/ring8 table for the runs behind these values.
     train_defaults = {"lr": 1e-3, "betas": [0.0, 0.9], "lr_schedule": "cosine", "warmup_steps": 0,
