@@ -11,6 +11,7 @@ import torch
 from deepgen.data.context import LabelContext
 from deepgen.data.spec import Splits
 from deepgen.errors import ConfigError
+from deepgen.evaluation.class_recovery import class_recovery_scores
 from deepgen.evaluation.conditional import class_log_likelihoods, conditional_summary
 from deepgen.evaluation.disentanglement import disentanglement_scores
 from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
@@ -71,6 +72,9 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         result.update(representation_scores(model, splits, split, true_ctx, batch_size))
+        recovery = class_recovery_scores(model, splits, split, context=true_ctx)
+        if recovery is not None:
+            result["class_recovery"] = recovery
     if model.density == "none":
         kind = "an autoencoder" if model.can("encode") else "an implicit model"
         result["note"] = (f"{model.name} is {kind}: it defines no density, so there is no NLL; "

@@ -76,6 +76,8 @@ CAPABILITIES = {
     "conditional": "accepts a context (context_features > 0 builds p(x | context))",
     "features": "features(x, context) -> (B, F): a learned representation of x for linear probes (e.g. a GAN "
                 "discriminator's last hidden layer); models that encode are probed on encode(x) instead",
+    "codes": "interpretable latent codes (InfoGAN): ``categories`` K one-hot and ``continuous`` J uniform codes, "
+             "sample_codes(...) generates with given codes, code_logits(x) reads the categorical code of data",
     "truncation": "sample(n, context, truncation=t): the latent draws restricted to |z_i| <= t (the truncation "
                   "trick: fidelity for diversity)",
     "sample_log_prob": "sample_and_log_prob(n, context): differentiable samples with their log-density "

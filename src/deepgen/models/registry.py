@@ -41,6 +41,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "gan": "deepgen.models.adversarial.gan:GAN",
     "wgan": "deepgen.models.adversarial.wgan:WGAN",
     "wgan-gp": "deepgen.models.adversarial.wgan_gp:WGANGP",
+    "infogan": "deepgen.models.adversarial.infogan:InfoGAN",
 }
 _REGISTERED: dict[str, type] = {}
 

@@ -14,6 +14,7 @@ from deepgen.evaluation.plots import (
 from deepgen.evaluation.latent_plots import latent_plane, plot_latent_map
 from deepgen.evaluation.scoring import score_model
 from deepgen.evaluation.truncation import truncation_curve
+from deepgen.workflows.code_pictures import write_code_pictures
 from deepgen.evaluation.variational import plot_target_fit, score_target
 from deepgen.io import write_json
 
@@ -190,6 +191,7 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
                               "samples per threshold, test split)")
         pictures.append("truncation_curve.png")
     pictures += write_representation_plots(model, splits, out, seed=cfg.seed, label_context=label_context)
+    pictures += write_code_pictures(model, splits, out, seed=cfg.seed, label_context=label_context)
     if verbose:
         if "nll_nats" in scores:
             figure = f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim)"
