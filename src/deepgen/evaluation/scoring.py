@@ -14,6 +14,7 @@ from deepgen.errors import ConfigError
 from deepgen.evaluation.class_recovery import class_recovery_scores
 from deepgen.evaluation.conditional import class_log_likelihoods, conditional_summary
 from deepgen.evaluation.disentanglement import disentanglement_scores
+from deepgen.evaluation.linear_probe import representation_probe
 from deepgen.evaluation.likelihood import nll_summary, per_example_log_prob
 from deepgen.evaluation.modes import PROTOCOL_SAMPLES, mode_metrics_for
 from deepgen.evaluation.reconstruction import reconstruction_scores
@@ -75,6 +76,9 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
         recovery = class_recovery_scores(model, splits, split, context=true_ctx)
         if recovery is not None:
             result["class_recovery"] = recovery
+        probe = representation_probe(model, splits, batch_size=batch_size, seed=seed)
+        if probe is not None:
+            result["linear_probe"] = probe
     if model.density == "none":
         kind = "an autoencoder" if model.can("encode") else "an implicit model"
         result["note"] = (f"{model.name} is {kind}: it defines no density, so there is no NLL; "

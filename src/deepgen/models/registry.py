@@ -42,6 +42,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "wgan": "deepgen.models.adversarial.wgan:WGAN",
     "wgan-gp": "deepgen.models.adversarial.wgan_gp:WGANGP",
     "infogan": "deepgen.models.adversarial.infogan:InfoGAN",
+    "bigan": "deepgen.models.adversarial.bigan:BiGAN",
     "aae": "deepgen.models.adversarial.aae:AAE",
     "vae-gan": "deepgen.models.adversarial.vae_gan:VAEGAN",
 }
