@@ -419,6 +419,10 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "complet
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit must surface as an error on the write, not kill the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -9,11 +9,14 @@ file behind.  Building models from files lives in :mod:`deepgen.models.pretraine
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from deepgen.errors import CheckpointError, ConfigError
+from deepgen.errors import CheckpointError, ConfigError, DeepgenError
 
 _EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
@@ -38,19 +41,154 @@ def parse_value(text: str):
         return text
 
 
+class WriteError(DeepgenError):
+    """A file could not be written (disk full, file-size limit, quota, no permission); the previous
+    version of the file, if any, is left as it was."""
+
+
+# errno values that mean "no room": ENOSPC (disk full), EFBIG (file-size limit, ``ulimit -f``), EDQUOT (quota)
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+MAX_YAML_BYTES = 16 << 20  # a config file larger than this is refused before parsing
+
+
+def ignore_file_size_signal() -> None:
+    """Ignore SIGXFSZ so a write past ``ulimit -f`` fails with OSError(EFBIG) instead of killing the process
+    (main thread only; a no-op where the signal does not exist)."""
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def write_error(path, exc: OSError) -> WriteError:
+    """One line naming ``path`` and why writing it failed (disk full, file-size limit, ...)."""
+    if exc.errno == errno.ENOSPC:
+        why = "no space left on the device (disk full)"
+    elif exc.errno == errno.EFBIG:
+        why = "file too large (a file-size limit, e.g. ulimit -f, or the file system's maximum)"
+    elif exc.errno == getattr(errno, "EDQUOT", None):
+        why = "disk quota exceeded"
+    else:
+        text = (exc.strerror or str(exc)).strip().splitlines()
+        why = text[0] if text else type(exc).__name__
+    return WriteError(f"{path}: cannot write file ({why}); the previous version of the file, if any, is unchanged")
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """An OSError from writing (no room, permission, read-only file system), also wrapped by a library
+    (safetensors and matplotlib re-raise the OS error's text)."""
+    if isinstance(exc, DeepgenError):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM | {errno.EACCES, errno.EROFS, errno.EPERM}:
+        return True
+    text = str(exc)
+    return any(s in text for s in ("No space left on device", "File too large", "Disk quota exceeded"))
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    text = str(exc)
+    for code, words in ((errno.ENOSPC, "No space left on device"), (errno.EFBIG, "File too large")):
+        if words in text:
+            return code
+    return getattr(errno, "EDQUOT", None) if "Disk quota exceeded" in text else None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
+
+    The temporary file is flushed to disk before the rename.  A full disk or a file-size limit
+    (ENOSPC, EFBIG, EDQUOT; also when a library wraps the OS error) raises :class:`WriteError` naming
+    ``path``; the temporary file is removed and ``path`` keeps its previous content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:  # mkstemp makes the file 0600: give it the previous file's mode, else the umask's default
+            os.fchmod(fd, _file_mode(path))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    group = getattr(_GROUP, "pending", None)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _fsync(tmp)
+        if group is None:
+            os.replace(tmp, path)
+        else:
+            group.append((tmp, path))
+    except Exception as exc:
+        if _is_write_failure(exc):
+            code = _errno_of(exc)
+            raise write_error(path, OSError(code, os.strerror(code)) if code else exc) from None
+        raise
     finally:
+        if group is None or not group or group[-1][0] != tmp:
+            _unlink_quietly(tmp)
+
+
+def _unlink_quietly(tmp: str) -> None:
+    with contextlib.suppress(OSError):
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_GROUP = threading.local()
+_GROUP.pending = None
+
+
+@contextlib.contextmanager
+def atomic_group():
+    """Files written (through :func:`atomic_path`) inside the block replace their old versions together at its
+    end, once all of them are written and flushed; if any write fails (e.g. a full disk), none is replaced.
+    Used for a checkpoint (weights, training state, metrics), which must never mix two steps."""
+    if getattr(_GROUP, "pending", None) is not None:  # nested: part of the outer group
+        yield
+        return
+    _GROUP.pending = pending = []
+    try:
+        yield
+    except BaseException:
+        _GROUP.pending = None
+        for tmp, _ in pending:
+            _unlink_quietly(tmp)
+        raise
+    _GROUP.pending = None
+    for i, (tmp, path) in enumerate(pending):
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            for rest, _ in pending[i:]:
+                _unlink_quietly(rest)
+            raise write_error(path, exc) from None
+
+
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a rewritten file keeps (its previous one), or a new file's default (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
+def _fsync(path: str) -> None:
+    """Flush a written file to the disk, so the rename never publishes a file whose blocks are not there
+    (a delayed-allocation file system reports ENOSPC at this point)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOTSUP):  # a file system without fsync
+            return
+        raise
+    finally:
+        os.close(fd)
 
 
 def write_text(path, text: str) -> None:
@@ -85,10 +223,20 @@ def write_json(path, data: dict) -> None:
 def read_yaml(path) -> dict[str, Any]:
     """Parse a YAML mapping with ``safe_load`` (no object construction)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
+    if not path.is_file():  # also a directory, a FIFO or a device: never opened (a FIFO would block)
+        raise ConfigError(f"{path}: file not found" if not path.exists()
+                          else f"{path}: not a regular file; expected a YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {size} bytes; expected a YAML config file of at most {MAX_YAML_BYTES} bytes")
+        with open(path, "rb") as f:
+            text = f.read(MAX_YAML_BYTES + 1).decode("utf-8-sig")
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{path}: not valid YAML ({first})") from None
@@ -133,7 +281,8 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({first})") from None
 
 
 def file_sha256(path) -> str:

@@ -97,10 +97,37 @@ def _guess_format(path: str) -> str:
                + ", ".join(f"'{f}:'" for f in FORMATS))
 
 
+def max_data_bytes() -> int:
+    """The most bytes a loaded dataset may take as float32: half this machine's memory (``DEEPGEN_MAX_DATA_BYTES``
+    overrides).  A header declaring more is refused before anything is allocated."""
+    env = os.environ.get("DEEPGEN_MAX_DATA_BYTES", "").strip()
+    if env.isdigit():
+        return int(env)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, OSError, ValueError):  # no sysconf: 8 GiB
+        return 8 << 30
+
+
+def _check_count(path: str, count: int, shape, what: str = "header declares") -> None:
+    """Refuse ``count`` elements (as float32) beyond :func:`max_data_bytes`, before any allocation."""
+    need, cap = 4 * count, max_data_bytes()
+    if need > cap:
+        raise _err(path, f"{what} shape {tuple(shape)} = {count} values ({_gb(need)} as float32); expected at most "
+                   f"{_gb(cap)} (half this machine's memory; DEEPGEN_MAX_DATA_BYTES changes it); refused before reading")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
 def _open_checked(path: str):
-    """Open a file for binary reading; a directory or OS error becomes a DataError."""
+    """Open a regular file for binary reading; a directory, a FIFO, a device or an OS error becomes a
+    DataError (a FIFO or a terminal would block the read forever)."""
     if os.path.isdir(path):
         raise _err(path, "is a directory; expected a file (use 'images:' for a folder of images)")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise _err(path, "is not a regular file (a device, FIFO or socket); expected a data file")
     try:
         return open(path, "rb")
     except OSError as exc:
@@ -171,31 +198,61 @@ def finish(a: np.ndarray, levels: int | None, path: str, fmt: str, classes: tupl
 
 
 def read_idx(path: str) -> tuple[np.ndarray, str]:
-    """An IDX file (gzipped or not) as an array of its header's shape, and a description."""
-    raw = _read_bytes(path)
-    fmt = "IDX"
-    if raw[:2] == b"\x1f\x8b":
+    """An IDX file (gzipped or not) as an array of its header's shape, and a description.
+
+    The header is read first; a shape whose data would not fit (see :func:`max_data_bytes`) or does not
+    match the file's size is refused before the data are read, and a gzip stream is decompressed only
+    up to the size the header declares (a gzip bomb stops there)."""
+    with _open_checked(path) as f:
         try:
-            raw = gzip.decompress(raw)
+            magic = f.read(2)
+            f.seek(0)
+            if magic == b"\x1f\x8b":
+                return _read_idx_stream(path, gzip.GzipFile(fileobj=f, mode="rb"), None, "gzipped IDX")
+            return _read_idx_stream(path, f, os.fstat(f.fileno()).st_size, "IDX")
         except (OSError, EOFError, zlib.error) as exc:
             raise _err(path, f"corrupt or truncated gzip data ({_why(exc)}); expected a gzipped IDX file") from None
-        fmt = "gzipped IDX"
-    if len(raw) < 4:
-        raise _err(path, f"file is truncated ({len(raw)} bytes); expected an IDX header of at least 4 bytes")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise _err(path, f"wrong IDX magic number 0x{raw[:4].hex()}; expected 0x0000 then a type code "
+
+
+def _read_exactly(stream, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream`` (fewer only at its end), read in blocks of at most 16 MiB."""
+    parts, left = [], n
+    while left > 0:
+        block = stream.read(min(left, 16 << 20))
+        if not block:
+            break
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
+def _read_idx_stream(path: str, stream, size: int | None, fmt: str) -> tuple[np.ndarray, str]:
+    """Header, checks, then exactly the declared data; ``size`` is the file's (None for a gzip stream)."""
+    head = _read_exactly(stream, 4)
+    if len(head) < 4:
+        raise _err(path, f"file is truncated ({len(head)} bytes); expected an IDX header of at least 4 bytes")
+    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES or head[3] == 0:
+        raise _err(path, f"wrong IDX magic number 0x{head.hex()}; expected 0x0000 then a type code "
                    "(08 ubyte, 09 byte, 0B short, 0C int, 0D float, 0E double) and the number of dims")
-    dtype, tname = _IDX_TYPES[raw[2]]
-    ndim, header = raw[3], 4 + 4 * raw[3]
-    if len(raw) < header:
-        raise _err(path, f"file is truncated ({len(raw)} bytes); expected a {header}-byte IDX header")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    dtype, tname = _IDX_TYPES[head[2]]
+    ndim, header = head[3], 4 + 4 * head[3]
+    dim_bytes = _read_exactly(stream, 4 * ndim)
+    if len(dim_bytes) < 4 * ndim:
+        raise _err(path, f"file is truncated ({4 + len(dim_bytes)} bytes); expected a {header}-byte IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(dim_bytes, ">u4", ndim))
     count = math.prod(dims)
     expected = header + count * np.dtype(dtype).itemsize
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "longer than its header says"
-        raise _err(path, f"file is {what}: {len(raw)} bytes, expected {expected} for {tname} data of shape {dims}")
-    return np.frombuffer(raw, dtype, count, header).reshape(dims), f"{fmt} {tname}"
+    if size is not None and size != expected:
+        what = "truncated" if size < expected else "longer than its header says"
+        raise _err(path, f"file is {what}: {size} bytes, expected {expected} for {tname} data of shape {dims}")
+    _check_count(path, count, dims, what=f"IDX header declares {tname} data of")
+    data = _read_exactly(stream, expected - header + 1)  # one byte more tells a longer stream
+    got = header + len(data)
+    if got != expected:
+        what = "truncated" if got < expected else "longer than its header says"
+        raise _err(path, f"{fmt} data are {what}: {'at least ' if got > expected else ''}{got} bytes, expected "
+                   f"{expected} for {tname} data of shape {dims}")
+    return np.frombuffer(data, dtype, count).reshape(dims), f"{fmt} {tname}"
 
 
 def _load_idx(path: str, key: str | None) -> tuple[np.ndarray, str]:
@@ -227,6 +284,11 @@ def read_numpy(path: str, key: str | None, member: Callable) -> tuple[np.ndarray
         raise _err(path, f"not a .npy or .npz file (starts with {magic!r}); expected NumPy's .npy / .npz format")
     if kind == "npy" and key is not None:
         raise _err(path, f"is a .npy file, which has no key '{key}'")
+    if kind == "npy":
+        with _open_checked(path) as f:
+            _check_npy_header(path, f, os.fstat(f.fileno()).st_size)
+    else:
+        _check_npz_members(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if kind == "npy":
@@ -242,6 +304,55 @@ def read_numpy(path: str, key: str | None, member: Callable) -> tuple[np.ndarray
         raise _err(path, f"unreadable {kind} file ({_why(exc)}); expected a valid .{kind} file") from None
     except Exception as exc:  # noqa: BLE001 - numpy raises many kinds on corrupt input
         raise _err(path, f"unreadable or truncated {kind} file ({_why(exc)}); expected a valid .{kind} file") from None
+
+
+def _check_npy_header(path: str, f, size: int, where: str = "") -> None:
+    """Check a .npy header against the bytes that follow it (``size`` in all) and the memory cap, before
+    NumPy allocates the array; an object dtype (pickled content) is refused here."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f, max_header_size=1 << 16)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f, max_header_size=1 << 16)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, ... on a corrupt header
+        raise _err(path, f"{where}corrupt or truncated .npy header ({_why(exc)}); expected NumPy's .npy format") from None
+    if dtype.hasobject:
+        raise _err(path, f"{where}contains pickled Python objects (dtype {dtype}), which are never loaded; "
+                   "expected a numeric array")
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    left = size - f.tell()
+    if need > left:
+        raise _err(path, f"{where}data are truncated: the header declares shape {shape} of {dtype} "
+                   f"({need} bytes), the file holds {max(left, 0)}; expected a complete .npy file")
+    _check_count(path, count, shape, what=f"{where}header declares")
+
+
+def _check_npz_members(path: str) -> None:
+    """Every .npy member of an archive: header checked against the member's size (see :func:`_check_npy_header`;
+    pickled members are left to ``np.load``, which refuses them when asked for)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with z.open(info) as m:
+                    try:
+                        _check_npy_header(path, m, info.file_size, where=f"member '{info.filename}': ")
+                    except DataError as exc:
+                        if "pickled" in str(exc):
+                            continue
+                        raise
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile raises BadZipFile, OSError, EOFError, zlib.error, ...
+        raise _err(path, f"unreadable or truncated npz file ({_why(exc)}); expected a valid .npz file") from None
 
 
 def _npz_member(z, path: str, key: str | None) -> np.ndarray:
@@ -382,6 +493,15 @@ def image_files(path: str) -> list[str]:
     )
     if not files:
         raise _err(path, f"dataset is empty: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    root = os.path.realpath(path)
+    for f in files:
+        if os.path.islink(f):
+            target = os.path.realpath(f)
+            if os.path.commonpath([root, target]) != root:
+                raise _err(f, f"is a symbolic link to {target}, outside the folder {path}; expected the images "
+                           "inside the folder (copy the file in, or load the folder it points to)")
+        if not os.path.isfile(f):
+            raise _err(f, "is not a regular file (a device, FIFO, socket or broken link); expected an image file")
     return files
 
 
@@ -393,6 +513,12 @@ def read_images(path: str, files: list[str]) -> np.ndarray:
     for f in files:
         try:
             with Image.open(f) as im:
+                pixels = im.size[0] * im.size[1]
+                if pixels > (Image.MAX_IMAGE_PIXELS or 1 << 62):
+                    raise _err(f, f"image header declares {im.size[0]}x{im.size[1]} (WxH) = {pixels} pixels; "
+                               f"expected at most {Image.MAX_IMAGE_PIXELS} (refused before decoding)")
+                _check_count(f, pixels * 3 * len(files), (len(files), 3, im.size[1], im.size[0]),
+                             what=f"{len(files)} images of this size make")
                 if size0 is not None and im.size != size0:
                     raise _err(f, f"image is {im.size[0]}x{im.size[1]} (WxH); expected {size0[0]}x{size0[1]} "
                                f"like {os.path.relpath(files[0], path)} (all images must have the same size)")
@@ -425,6 +551,8 @@ _LOADERS: dict[str, Callable[[str, str | None], tuple[np.ndarray, str]]] = {
 
 def resolve_source(source: str) -> tuple[str, str, str | None]:
     """``[fmt:]path[:key]`` -> (format, path, npz key or None); the path must exist."""
+    if "\0" in source:
+        raise _err(source.replace("\0", "\\0"), "contains a NUL byte; expected a file path")
     fmt, path, key = _split_source(source)
     if not os.path.exists(path):
         raise _err(path, f"no such file or directory; {_EXPECTED}")

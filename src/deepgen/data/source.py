@@ -41,8 +41,9 @@ def source_sha256(source: str) -> str | None:
         return None
     _, path, _ = resolve_source(source)
     h = hashlib.sha256()
+    # regular files only (a symlink to one counts): a FIFO or device in a folder would block or never end
     files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
+        p for p in (os.path.join(root, f) for root, _, names in os.walk(path) for f in names) if os.path.isfile(p))
     for f in files:
         if f != path:
             h.update(os.path.relpath(f, path).encode() + b"\0")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from deepgen.data.spec import DataSpec
-from deepgen.errors import CheckpointError
+from deepgen.errors import CheckpointError, DataError, DeepgenError
 from deepgen.io import file_sha256, load_tensors, read_yaml, save_tensors, write_yaml
 from deepgen.models.registry import build_model
 
@@ -40,6 +40,10 @@ def model_config(directory) -> dict[str, Any]:
     block = cfg.get("model_config")
     if not isinstance(block, dict) or "model" not in block or "data" not in block:
         raise CheckpointError(f"{directory / CONFIG_FILE}: missing 'model_config' with 'model', 'params' and 'data'")
+    if (not isinstance(block["model"], str) or not block["model"] or not isinstance(block["data"], dict)
+            or not isinstance(block.get("params") or {}, dict)):
+        raise CheckpointError(f"{directory / CONFIG_FILE}: model_config needs 'model' (a model name), 'params' "
+                              "(a mapping) and 'data' (a mapping)")
     return block
 
 
@@ -71,8 +75,19 @@ def load_model(directory, map_location: str | torch.device = "cpu"):
     if directory.is_file():
         directory = directory.parent
     block = model_config(directory)
-    spec = DataSpec.from_dict(block["data"])
-    model = build_model(block["model"], spec, block.get("params") or {}, strict=False)
+    source = directory / CONFIG_FILE
+    try:
+        spec = DataSpec.from_dict(block["data"])
+        if any(s < 1 or s > 2 ** 31 for s in spec.shape) or (spec.levels is not None and spec.levels < 1):
+            raise DataError(f"data shape {tuple(spec.shape)} / levels {spec.levels}: expected sizes in 1..2^31")
+        model = build_model(block["model"], spec, block.get("params") or {}, strict=False)
+    except CheckpointError:
+        raise
+    except DeepgenError as exc:  # a hand-edited or hostile config: name the file (same error class)
+        raise type(exc)(f"{source}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+        raise CheckpointError(f"{source}: cannot build the model it describes ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     check_builds_on(model, block.get("builds_on") or {}, directory / CONFIG_FILE)
     load_weights(model, directory / WEIGHTS_FILE)
     return model.to(map_location).eval()

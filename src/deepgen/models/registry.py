@@ -41,6 +41,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "gan": "deepgen.models.adversarial.gan:GAN",
     "wgan": "deepgen.models.adversarial.wgan:WGAN",
     "wgan-gp": "deepgen.models.adversarial.wgan_gp:WGANGP",
+    "mad-gan": "deepgen.models.adversarial.mad_gan:MADGAN",
     "infogan": "deepgen.models.adversarial.infogan:InfoGAN",
     "bigan": "deepgen.models.adversarial.bigan:BiGAN",
     "aae": "deepgen.models.adversarial.aae:AAE",

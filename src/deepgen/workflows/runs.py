@@ -12,7 +12,7 @@ import torch
 from deepgen.data import Splits, load_data
 from deepgen.data.context import LabelContext
 from deepgen.data.source import source_sha256
-from deepgen.errors import ConfigError, DataError
+from deepgen.errors import CheckpointError, ConfigError, DataError
 from deepgen.evaluation.plots import PICTURE_FORMATS
 from deepgen.io import read_yaml
 from deepgen.models.pretrained import CONFIG_FILE, model_config
@@ -26,6 +26,9 @@ def run_label_context(run) -> LabelContext | None:
     if path.is_file():
         path = path.parent
     block = read_yaml(path / CONFIG_FILE).get("context")
+    if block is not None and not isinstance(block, dict):
+        raise CheckpointError(f"{path / CONFIG_FILE}: field 'context' is {type(block).__name__}; expected a mapping "
+                              "(the run's label context)")
     return None if block is None else LabelContext.from_dict(block, str(path / CONFIG_FILE))
 
 
@@ -34,14 +37,26 @@ def run_data_source(run) -> tuple[str, str | None]:
 
     Warns on stderr when a user's file has changed since training (its SHA-256 differs)."""
     path = Path(run)
-    cfg = read_yaml(path / CONFIG_FILE)
+    where = path / CONFIG_FILE
+    cfg = read_yaml(where)
     train = cfg.get("train") or {}
-    data = str(train.get("data") or model_config(path)["data"]["name"])
+    if not isinstance(train, dict):
+        raise CheckpointError(f"{where}: field 'train' is {type(train).__name__}; expected a mapping (the training config)")
+    data = train.get("data")
+    if not data:
+        block = model_config(path).get("data")
+        data = block.get("name") if isinstance(block, dict) else None
+    labels = train.get("labels") or None
+    for key, value in (("data", data), ("labels", labels)):
+        if value is not None and not isinstance(value, str):
+            raise CheckpointError(f"{where}: {key} {value!r} is {type(value).__name__}; expected a dataset name or path")
+    if not data:
+        raise CheckpointError(f"{where}: no data recorded (train.data); expected the dataset the run was trained on")
     recorded = cfg.get("data_sha256")
     if recorded and source_sha256(data) != recorded:
         print(f"deepgen: warning: {data} has changed since run '{run}' was trained (sha256 differs); "
               "figures are for the data as it is now", file=sys.stderr)
-    return data, (train.get("labels") or None)
+    return data, labels
 
 
 def check_compatible(model_spec, data_spec, data_name: str) -> None:

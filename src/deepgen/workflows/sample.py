@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from deepgen.data import load_data
+from deepgen.data.files import max_data_bytes
 from deepgen.data.energy import is_target
 from deepgen.data.labels import NO_LABELS
 from deepgen.errors import ConfigError, DeepgenError
@@ -124,6 +125,10 @@ def sample_run(run, n: int, out, temperature: float = 1.0, seed: int = 0, label:
         raise ConfigError(f"--truncation must be a finite number > 0 (the bound t of |z_i| <= t), got {truncation}")
     model = load_model(run)
     spec = model.spec
+    need = 4 * n * math.prod(spec.shape)
+    if need > max_data_bytes():
+        raise ConfigError(f"-n {n}: {n} samples of shape {tuple(spec.shape)} need {need / 1e9:.3g} GB; expected at "
+                          f"most {max_data_bytes() / 1e9:.3g} GB (half this machine's memory)")
     if truncation is not None and not model.can("truncation"):
         raise ConfigError(f"--truncation: {model.name} (run '{run}') draws no Gaussian latent it could truncate; "
                           "the truncation trick applies to the GAN family (gan, wgan, wgan-gp, ...)")

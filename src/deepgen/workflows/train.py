@@ -38,7 +38,7 @@ from deepgen.data.energy import load_target
 from deepgen.data.context import LabelContext
 from deepgen.data.source import canonical_labels, canonical_source, source_sha256
 from deepgen.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from deepgen.io import read_yaml, write_yaml
+from deepgen.io import atomic_group, ignore_file_size_signal, read_yaml, write_error, write_yaml
 from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
 from deepgen.models.registry import build_model, get_model_class
 from deepgen.training.adapters import adapter_for
@@ -49,6 +49,7 @@ from deepgen.training.schedule import schedule_lr
 from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
 from deepgen.evaluation.variational import check_can_fit_target
 from deepgen.training.variational import target_loaders
+from deepgen.workflows.runlock import RunLock, acquire as acquire_run_lock
 from deepgen.workflows.report import SCORES_FILE, write_run_report, write_samples_plot, write_target_fit, write_target_report
 
 
@@ -238,7 +239,8 @@ class RunWriter(pl.Callback):
 
     def checkpoint(self, trainer, module):
         """Weights, training state and metrics.csv of the current step; signals wait until all three are written."""
-        with self.guard.saving() if self.guard is not None else contextlib.nullcontext():
+        # all three replace their old versions together, or (a full disk, a file-size limit) none does
+        with self.guard.saving() if self.guard is not None else contextlib.nullcontext(), atomic_group():
             save_model(module.model, self.out, extra=self.run_extra)
             save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
             self.table.write(self.out / METRICS_FILE)
@@ -267,23 +269,44 @@ def select_best(model, splits, label_context, cfg: TrainConfig, writer: RunWrite
             "last_step_val_nll_nats": final}
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if not is_rank_zero():
-        return
+def _check_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Refuse a run directory that cannot be (re)used as asked; True when it holds a run."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
     has_run = (out / CONFIG_FILE).exists()
-    if resume:
-        if not has_run:
-            raise CheckpointError(f"{out}: nothing to resume (no {CONFIG_FILE})")
-    elif has_run and not overwrite:
+    if resume and not has_run:
+        raise CheckpointError(f"{out}: nothing to resume (no {CONFIG_FILE})")
+    if not resume and has_run and not overwrite:
         raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or --overwrite to replace it")
-    elif has_run and overwrite:
-        for name in (WEIGHTS_FILE, STATE_FILE, METRICS_FILE, SCORES_FILE, CONFIG_FILE):
-            (out / name).unlink(missing_ok=True)
-        for name in (WEIGHTS_FILE, CONFIG_FILE):
-            (out / BEST_DIR / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    return has_run
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> RunLock | None:
+    """Check and create the run directory and take its lock (:mod:`deepgen.workflows.runlock`), which the
+    caller releases; the checks run again under the lock, before ``--overwrite`` deletes anything.
+    Returns None on processes other than global rank 0 (they write nothing)."""
+    if not is_rank_zero():
+        return None
+    _check_run_dir(out, resume, overwrite)  # refused before anything is created
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(out, exc) from None
+    lock = acquire_run_lock(out)
+    try:
+        if _check_run_dir(out, resume, overwrite) and overwrite and not resume:
+            for name in (WEIGHTS_FILE, STATE_FILE, METRICS_FILE, SCORES_FILE, CONFIG_FILE):
+                (out / name).unlink(missing_ok=True)
+            for name in (WEIGHTS_FILE, CONFIG_FILE):
+                (out / BEST_DIR / name).unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return lock
 
 
 def label_setup(cfg: TrainConfig, splits) -> tuple[LabelContext | None, dict]:
@@ -435,8 +458,18 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     elif not resume:  # on resume the statistics come with the weights
         model.fit_preprocessing(splits.train)
     cfg.model_params = dict(model.params)
+    ignore_file_size_signal()  # past `ulimit -f` a write fails with EFBIG (a one-line WriteError), not SIGXFSZ
     # only now, when data and model are known to be good: a refused run leaves no directory behind
-    prepare_run_dir(out, resume, overwrite)
+    lock = prepare_run_dir(out, resume, overwrite)  # held until training ends, also on an error or Ctrl-C
+    try:
+        return _fit(cfg, out, resume, verbose, model, splits, label_context, target)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits, label_context, target) -> dict:
+    """The part of :func:`train` that writes the run directory (under its lock)."""
     run_extra = {"train": cfg.to_dict()}
     digest = source_sha256(cfg.data)
     if digest is not None:
