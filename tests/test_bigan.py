@@ -54,7 +54,7 @@ def test_discriminator_sees_x_with_e_of_x_and_g_of_z_with_z():
     shared = model.adversarial_forward(x)
     out = model.player_loss("discriminator", x, shared)
     (x_real, z_real), (x_fake, z_fake) = seen
-    assert torch.equal(x_real, x / 16) and torch.allclose(z_real, model.encode(x))
+    assert torch.equal(x_real, (x + 0.5) / 17) and torch.allclose(z_real, model.encode(x))  # eval: cell centres
     assert torch.equal(z_fake, shared["z"]) and torch.allclose(x_fake, model.generate(shared["z"]))
     assert not z_real.requires_grad and not x_fake.requires_grad  # E(x) and G(z) detached for D
     real, fake = forward(x_real, z_real).squeeze(-1), forward(x_fake, z_fake).squeeze(-1)
@@ -94,8 +94,8 @@ def test_latent_protocol_on_discrete_images():
     z = model.encode(x)
     assert z.shape == (5, 4)
     g = model.decode(z, mean=True)
-    assert torch.allclose(g, model.generate(z) * 16) and 0 <= g.min() and g.max() <= 16
-    assert torch.equal(model.decode(z), g.round())
+    assert torch.allclose(g, (model.generate(z) * 17 - 0.5).clamp(0, 16)) and 0 <= g.min() and g.max() <= 16
+    assert torch.equal(model.decode(z), torch.floor(model.generate(z) * 17).clamp(0, 16))
     assert torch.equal(model.reconstruct(x), g)
     assert model.interpolate(x[0], x[1], steps=4).shape == (4, 1, 8, 8)
     assert model.traverse(x[0], torch.linspace(-1, 1, 3)).shape == (4, 3, 1, 8, 8)

@@ -90,7 +90,7 @@ def test_registered_as_implicit_adversarial():
     assert model.config()["params"] == {"latent": 16, "hidden": 128, "depth": 2, "arch": "auto",
                                         "loss": "nonsaturating", "d_steps": 1, "label_smoothing": 0.0,
                                         "spectral_norm": "none", "virtual_batchnorm": False, "reference_size": 64,
-                                        "conditional_bn": False, "minibatch_discrimination": 0,
+                                        "conditional_bn": False, "minibatch_discrimination": None,
                                         "orthogonal_reg": 0.0, "ema": 0.0, "context_features": 0,
                                         "standardize": True}
 
@@ -156,12 +156,20 @@ def test_continuous_images_are_unbounded():
 
 def test_discrete_scale_round_trip():
     model = build_model("gan", DIGITS, {"hidden": 16}).eval()
-    # D sees real data on G's [0, 1] scale
-    assert model.to_d_scale(torch.full((1, 1, 8, 8), 16.0)).max() == 1.0
+    # D sees real data dequantized on G's [0, 1] scale: (x + 1/2) / L in eval mode, (x + u) / L in training
+    x = torch.arange(17.0).reshape(1, 1, 1, 17).expand(1, 1, 8, 17)[..., :8]
+    assert torch.allclose(model.to_d_scale(x), (x + 0.5) / 17)
+    model.train()
+    y = model.to_d_scale(torch.full((1000,), 16.0))
+    assert y.min() >= 16 / 17 and y.max() < 1.0 and y.std() > 0.01
+    y = model.to_d_scale(torch.arange(17.0).repeat(100))
+    assert torch.equal(torch.floor(y * 17), torch.arange(17.0).repeat(100))  # floor(L y) recovers the level
+    model.eval()
     torch.manual_seed(3)
     g = model.generate(model.noise(6))
     torch.manual_seed(3)
-    assert torch.equal(model.sample(6), torch.round(g * 16))
+    assert torch.equal(model.sample(6), torch.floor(g * 17).clamp(0, 16))
+    assert torch.equal(model.from_d_scale(torch.tensor([0.0, 0.999, 1.0, 0.5])), torch.tensor([0.0, 16.0, 16.0, 8.0]))
 
 
 def test_temperature_scales_the_noise():

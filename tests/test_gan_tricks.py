@@ -206,11 +206,16 @@ def test_truncation_bounds_the_latent_draws():
 
 
 def test_features_are_the_discriminator_last_hidden_layer():
-    model = build_model("gan", DIGITS, {"hidden": 16})
+    model = build_model("gan", DIGITS, {"hidden": 16, "minibatch_discrimination": 0}).eval()
     x = torch.randint(0, 17, (5, 1, 8, 8)).float()
     f = model.features(x)
     assert f.shape == (5, 16 * 2 * 2)
-    assert torch.allclose(model.discriminator.out(f), model.discriminate(x / 16).unsqueeze(-1), atol=1e-6)
+    assert torch.allclose(model.discriminator.out(f), model.discriminate((x + 0.5) / 17).unsqueeze(-1), atol=1e-6)
+    # by default the conv D also reads 16 minibatch features (not part of the representation); vectors: none
+    default = build_model("gan", DIGITS, {"hidden": 16})
+    assert default.discriminator.minibatch.kernels == 16 and default.features(x).shape == (5, 64)
+    assert build_model("gan", RING, {}).discriminator.minibatch is None
+    assert build_model("wgan-gp", DIGITS, {}).discriminator.minibatch is None  # per-example critic
 
 
 def test_truncation_curve_without_truncation_matches_the_sample_quality_scores(digits):
@@ -218,6 +223,8 @@ def test_truncation_curve_without_truncation_matches_the_sample_quality_scores(d
     from deepgen.evaluation.truncation import truncation_curve
 
     model = build_model("gan", digits.spec, {"hidden": 16})
+    with torch.no_grad():  # an untrained G is nearly constant; spread its outputs over the levels
+        model.generator.body[-1].weight.mul_(30)
     curve = truncation_curve(model, digits, "test", seed=3, n=120, thresholds=(0.5, None))
     assert [p["truncation"] for p in curve["points"]] == [0.5, None]
     quality = sample_quality_scores(model, digits, "test", seed=3, n=120)["sample_quality"]

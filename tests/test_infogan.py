@@ -197,7 +197,7 @@ def test_q_reads_real_data_and_features():
     assert q["logits"].shape == (5, 10) and q["mean"].shape == (5, 2) and q["log_std"].shape == (5, 2)
     assert torch.allclose(model.code_logits(x), q["logits"], atol=1e-6)
     assert model.features(x).shape == (5, 16 * 2 * 2)
-    assert torch.allclose(model.d_logit(model.features(x)), model.discriminate(x / 16), atol=1e-6)
+    assert torch.allclose(model.d_logit(model.features(x)), model.discriminate((x + 0.5) / 17), atol=1e-6)
 
 
 def test_conditional_infogan_uses_context():

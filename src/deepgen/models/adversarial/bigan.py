@@ -226,13 +226,12 @@ class BiGAN(GAN, LatentModel):
         return self.encode_scaled(self.to_d_scale(x.to(self.device)), context, sample=False)
 
     def decode(self, z: torch.Tensor, context: torch.Tensor | None = None, mean: bool = False) -> torch.Tensor:
-        """G(z) on the data's scale: G(z) (L - 1) for L levels (rounded to integers unless ``mean``),
-        G(z) s + m for continuous data (G is deterministic: ``mean`` only skips the rounding)."""
+        """G(z) on the data's scale: floor(L G(z)) for L levels (with ``mean``, L G(z) - 1/2 unrounded: the
+        centre of the dequantization cell), G(z) s + m for continuous data (G is deterministic)."""
         g = self.generate(z.to(self.device), context)
-        if self.spec.levels is not None:
-            g = g * (self.spec.levels - 1)
-            return g if mean else torch.round(g)
-        return self.from_model_space(g)
+        if self.spec.levels is not None and mean:
+            return (g * self.spec.levels - 0.5).clamp(0, self.spec.levels - 1)
+        return self.from_d_scale(g)
 
     def log_prob(self, x, context=None):
         raise DensityError(

@@ -38,7 +38,7 @@ The large-scale bag of tricks (BigGAN, Brock et al. 2018; seed 004), all off by 
 And two tricks of Salimans et al. (2016): ``virtual_batchnorm`` (G's batch norms use the
 statistics of a fixed reference batch of ``reference_size`` latent draws plus the example
 itself, so G(z) does not depend on the other z of its batch) and
-``minibatch_discrimination`` = B kernels (D also reads o(x_i)_b = sum_j exp(-||M_i,b -
+``minibatch_discrimination`` = B kernels (default: 16 for images, 0 for vectors; D also reads o(x_i)_b = sum_j exp(-||M_i,b -
 M_j,b||_1), M = f(x) T: how close each example is to the rest of its batch).
 
 ``features(x)`` is D's last hidden layer (before any minibatch features), the DCGAN
@@ -49,8 +49,15 @@ judged by its samples (:mod:`deepgen.evaluation.sample_metrics`,
 :mod:`deepgen.evaluation.modes`).
 
 Data scale.  For discrete data with L levels the generator ends in a sigmoid,
-so G(z) is in [0, 1]; real data are shown to D as x / (L - 1), and ``sample``
-returns round(G(z) (L - 1)), integers 0..L-1 on the data's own scale.  For
+so G(z) is in [0, 1], and D sees real data *dequantized*: in training
+(x + u) / L with u ~ U[0, 1) per entry, in eval mode (x + 1/2) / L; ``sample``
+returns floor(L G(z)) (at most L - 1), integers 0..L-1 on the data's own scale.
+The dequantized data have a density on [0, 1]^D whose quantization floor(L y) is
+exactly the data distribution, so a G that matches it samples the data; shown
+the levels themselves, x / (L - 1), D can tell any G(z) that is not exactly on a
+level apart, and on digits the unconditional game collapsed (1500 steps, one
+seed, plain loop: FD 436, recall 0.06 on the levels; FD 156, recall 0.79
+dequantized).  For
 continuous data G's output is unbounded and D sees the data standardised per
 feature, (x - m) / s with the training split's statistics (``standardize``;
 off: as they are); ``sample`` maps G(z) back, G(z) s + m.
@@ -76,6 +83,11 @@ ARCHS = ("auto", "mlp", "conv")
 SPECTRAL_NORM = ("none", "discriminator", "both")
 # size of the shared class embedding of conditional batch norm
 EMBED_FEATURES = 32
+# Minibatch-discrimination kernels of the conv D by default.  Measured on digits (1500 steps, lr 1e-3
+# cosine, plain loop, seeds 0/1): without, G collapses (FD 688 / 948, recall 0.02 / 0.00); with 16
+# kernels FD 80 / 50, recall 0.96 / 0.96.  On ring8 (MLP) 8 kernels covered 0 modes in 2000 steps, so
+# vectors keep it off.
+MINIBATCH_KERNELS_IMAGES = 16
 
 
 def truncated_normal(n: int, d: int, truncation: float | None, device=None) -> torch.Tensor:
@@ -130,15 +142,15 @@ class GAN(GenerativeModel):
     virtual_batchnorm = False
     reference_size = 64
     conditional_bn = False
-    minibatch_discrimination = 0
+    minibatch_discrimination = None
     orthogonal_reg = 0.0
     ema = 0.0
 
     def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 128, depth: int = 2, arch: str = "auto",
                  loss: str = "nonsaturating", d_steps: int = 1, label_smoothing: float = 0.0,
                  spectral_norm: str = "none", virtual_batchnorm: bool = False, reference_size: int = 64,
-                 conditional_bn: bool = False, minibatch_discrimination: int = 0, orthogonal_reg: float = 0.0,
-                 ema: float = 0.0, context_features: int = 0, standardize: bool = True):
+                 conditional_bn: bool = False, minibatch_discrimination: int | None = None,
+                 orthogonal_reg: float = 0.0, ema: float = 0.0, context_features: int = 0, standardize: bool = True):
         """Build a GAN for data ``spec``.
 
         Args:
@@ -153,7 +165,7 @@ class GAN(GenerativeModel):
             virtual_batchnorm: G's batch norms use a fixed reference batch's statistics plus the example's own.
             reference_size: size of the reference batch of virtual batch norm.
             conditional_bn: class-conditional G: BN gains and biases from a shared class embedding.
-            minibatch_discrimination: number of minibatch-discrimination kernels in D (0: off).
+            minibatch_discrimination: minibatch-discrimination kernels in D (0: off; None: 16 for images, 0 for vectors).
             orthogonal_reg: beta of BigGAN's orthogonal regularisation of G's weights (0: off).
             ema: decay of the moving average of G's weights used for sampling (0: off; BigGAN 0.999).
             context_features: size of the context vector of a conditional GAN (appended to z, shown to D).
@@ -191,6 +203,9 @@ class GAN(GenerativeModel):
                               "batch norms, not both")
         if self.conditional_bn and not context_features:
             raise ConfigError(f"{who}: conditional_bn needs a class-conditional model (train with --context label)")
+        mbd = self.minibatch_discrimination
+        if mbd is None:  # the default: on for the conv D (images), off for the MLP D (vectors)
+            mbd = MINIBATCH_KERNELS_IMAGES if arch == "conv" else 0
         norm = "virtual" if self.virtual_batchnorm else "conditional" if self.conditional_bn else "batch"
         g_options = dict(norm=norm, embed_features=EMBED_FEATURES if self.conditional_bn else 0,
                          reference_size=self.reference_size if self.virtual_batchnorm else 0)
@@ -203,7 +218,7 @@ class GAN(GenerativeModel):
                                   "(use arch: mlp)")
             self.generator = DCGANGenerator(latent, shape, hidden, depth, context_features, **g_options)
             self.discriminator = DCGANDiscriminator(shape, hidden, depth, context_features,
-                                                    minibatch_kernels=self.minibatch_discrimination)
+                                                    minibatch_kernels=mbd)
         else:
             # The plain MLP generator has no normalisation; the BN tricks need an MLP with BN layers.
             self.generator = (MLPGenerator(latent, shape, hidden, depth, context_features, **g_options)
@@ -211,7 +226,7 @@ class GAN(GenerativeModel):
             # LeakyReLU(0.2) in D keeps gradients flowing to G where D's units are off (DCGAN's choice);
             # on ring8 it covered more modes than slope 0.01 in our runs.
             self.discriminator = MLPDiscriminator(spec.dim, hidden, depth, context_features, leaky_slope=0.2,
-                                                  minibatch_kernels=self.minibatch_discrimination)
+                                                  minibatch_kernels=mbd)
         if self.spectral_norm in ("discriminator", "both"):
             spectral_normalize(self.discriminator)
         if self.spectral_norm == "both":
@@ -271,8 +286,19 @@ class GAN(GenerativeModel):
         return self.discriminator(x_scaled, context).squeeze(-1)
 
     def to_d_scale(self, x: torch.Tensor) -> torch.Tensor:
-        """Data scale -> D's scale: x / (L - 1) for L levels, standardised (x - m) / s for continuous data."""
-        return x / (self.spec.levels - 1) if self.spec.levels is not None else self.to_model_space(x)
+        """Data scale -> D's scale: for L levels (x + u) / L, u ~ U[0, 1) in training mode and u = 1/2 in eval
+        mode (uniform dequantization); standardised (x - m) / s for continuous data."""
+        if self.spec.levels is None:
+            return self.to_model_space(x)
+        u = torch.rand_like(x) if self.training else torch.full_like(x, 0.5)
+        return (x + u) / self.spec.levels
+
+    def from_d_scale(self, g: torch.Tensor) -> torch.Tensor:
+        """D's scale -> data scale: floor(L g) clamped to 0..L-1 for L levels (the inverse of the
+        dequantization), G(z) s + m for continuous data."""
+        if self.spec.levels is None:
+            return self.from_model_space(g)
+        return torch.floor(g * self.spec.levels).clamp_(0, self.spec.levels - 1)
 
     def noise(self, n: int, temperature: float = 1.0, truncation: float | None = None) -> torch.Tensor:
         """z ~ N(0, I) (each coordinate truncated to [-t, t] with ``truncation`` = t), times ``temperature``."""
@@ -342,6 +368,4 @@ class GAN(GenerativeModel):
         """
         with torch.no_grad():
             g = self.generate(self.noise(n, temperature, truncation), context, self.sampling_generator())
-        if self.spec.levels is not None:
-            return torch.round(g * (self.spec.levels - 1))
-        return self.from_model_space(g)
+        return self.from_d_scale(g)

@@ -54,7 +54,6 @@ from deepgen.models.adversarial.gan import ARCHS, GAN
 from deepgen.models.base import GenerativeModel, unpack_batch
 from deepgen.models.players import Player
 from deepgen.nets import DCGANDiscriminator
-from deepgen.nets.conv import context_channels
 
 LOG_STD_RANGE = (-5.0, 2.0)
 
@@ -137,17 +136,13 @@ class InfoGAN(GAN):
 
     def d_features(self, x_scaled: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """h(x): the discriminator's last hidden layer (B, F), for inputs on D's scale; D's logit and Q read it."""
-        d = self.discriminator
-        if isinstance(d, DCGANDiscriminator):
-            return d.body(context_channels(x_scaled, context))
-        h = x_scaled.flatten(1)
-        if context is not None:
-            h = torch.cat([h, context.to(h.dtype)], -1)
-        return d.net.body(h)
+        return self.discriminator.features(x_scaled, context)
 
     def d_logit(self, features: torch.Tensor) -> torch.Tensor:
-        """D's logit (B,) from its last hidden layer."""
+        """D's logit (B,) from its last hidden layer (with its minibatch features, if D has them)."""
         d = self.discriminator
+        if getattr(d, "minibatch", None) is not None:
+            features = torch.cat([features, d.minibatch(features)], -1)
         out = d.out if isinstance(d, DCGANDiscriminator) else d.net.out
         return out(features).squeeze(-1)
 
@@ -210,10 +205,9 @@ class InfoGAN(GAN):
         return self.generate(self.generator_input(z, categorical, continuous), context)
 
     def to_data_scale(self, g: torch.Tensor) -> torch.Tensor:
-        """G's output -> the data's scale: round(g (L - 1)) for L levels, g s + m for continuous data."""
-        if self.spec.levels is not None:
-            return torch.round(g * (self.spec.levels - 1))
-        return self.from_model_space(g)
+        """G's output -> the data's scale: floor(L g) for L levels, g s + m for continuous data (see
+        :meth:`GAN.from_d_scale`)."""
+        return self.from_d_scale(g)
 
     @torch.no_grad()
     def sample_codes(self, z: torch.Tensor, categorical: torch.Tensor | None = None,

@@ -241,6 +241,4 @@ class MADGAN(GAN):
         with torch.no_grad():
             z = self.noise(n, temperature)
             g = self.generate(z, context, self.generator_index(n, index))
-        if self.spec.levels is not None:
-            return torch.round(g * (self.spec.levels - 1))
-        return self.from_model_space(g)
+        return self.from_d_scale(g)

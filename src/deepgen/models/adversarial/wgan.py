@@ -60,6 +60,8 @@ class WGAN(GAN):
 
     # the names of the players, in update order
     critic_player = "critic"
+    # a critic scores each example on its own (the gradient penalty of wgan-gp is per example)
+    minibatch_discrimination = 0
 
     def __init__(self, spec: DataSpec, latent: int = 16, hidden: int = 128, depth: int = 2, arch: str = "auto",
                  n_critic: int = 5, clip: float = 0.01, context_features: int = 0, standardize: bool = True):
