@@ -9,7 +9,7 @@ from torch import nn
 
 from deepgen.errors import ConfigError
 from deepgen.nets.minibatch import MinibatchDiscrimination
-from deepgen.nets.normalization import ReferenceBatch, norm_layer, run_layers
+from deepgen.nets.normalization import ReferenceBatch, generator_inputs, norm_layer, run_layers
 
 
 def context_channels(x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -111,17 +111,8 @@ class DCGANGenerator(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, z, context=None):
-        r = 0
-        if self.reference is not None:
-            r = self.reference.size
-            z, context = self.reference.prepend(z, context)
-        embedding = None
-        if self.embed is not None:
-            embedding = self.embed(context)
-        elif context is not None:
-            z = torch.cat([z, context], -1)
-        out = run_layers(self.body, self.fc(z).view(len(z), *self.start), embedding)
-        return out[r:]
+        z, embedding, r = generator_inputs(self.reference, self.embed, z, context)
+        return run_layers(self.body, self.fc(z).view(len(z), *self.start), embedding)[r:]
 
 
 class DCGANDiscriminator(nn.Module):

@@ -14,7 +14,7 @@ from torch import nn
 
 from deepgen.nets.minibatch import MinibatchDiscrimination
 from deepgen.nets.mlp import FlatMLP
-from deepgen.nets.normalization import ReferenceBatch, norm_layer, run_layers
+from deepgen.nets.normalization import ReferenceBatch, generator_inputs, norm_layer, run_layers
 
 
 class MLPGenerator(nn.Module):
@@ -42,15 +42,7 @@ class MLPGenerator(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, z, context=None):
-        r = 0
-        if self.reference is not None:
-            r = self.reference.size
-            z, context = self.reference.prepend(z, context)
-        embedding = None
-        if self.embed is not None:
-            embedding = self.embed(context)
-        elif context is not None:
-            z = torch.cat([z, context], -1)
+        z, embedding, r = generator_inputs(self.reference, self.embed, z, context)
         return run_layers(self.body, z, embedding)[r:].view(len(z) - r, *self.out_shape)
 
 

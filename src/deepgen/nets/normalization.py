@@ -117,6 +117,24 @@ def norm_layer(kind: str, num_features: int, image: bool, embed_features: int = 
     raise ValueError(f"unknown generator normalisation {kind!r} (batch, virtual, conditional)")
 
 
+def generator_inputs(reference: "ReferenceBatch | None", embed: nn.Module | None, z: torch.Tensor,
+                     context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """What a normalised generator feeds its first layer: (input, class embedding or None, r).
+
+    With virtual BN the reference batch is put in front (r = its size: the caller drops the first
+    r output rows); with conditional BN the context becomes the shared embedding and is not
+    appended to z; otherwise a context is appended to z."""
+    r = 0
+    if reference is not None:
+        r = reference.size
+        z, context = reference.prepend(z, context)
+    if embed is not None:
+        return z, embed(context), r
+    if context is not None:
+        z = torch.cat([z, context], -1)
+    return z, None, r
+
+
 def run_layers(layers, h: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
     """Apply ``layers`` in order; conditional BN layers also receive the class ``embedding``."""
     for layer in layers:
