@@ -113,21 +113,12 @@ class BiGAN(GAN, LatentModel):
     def build_bigan_networks(self, latent, hidden, depth, arch, context_features, dropout) -> None:
         """G as in :class:`GAN`; E: a conv encoder (images) or an MLP to latent (x2 for the Gaussian
         encoder); D: a conv tower on x joined with an MLP on z (images), or an MLP on [x, z] (vectors)."""
-        spec, who = self.spec, self.name
-        if spec.levels is not None and spec.levels < 2:
-            raise ConfigError(f"{who}: data '{spec.name}' has {spec.levels} level; need at least 2")
+        spec = self.spec
         self.latent = latent
         shape = tuple(spec.shape)
-        arch = ("conv" if spec.is_image else "mlp") if arch == "auto" else arch
-        self.arch = arch
+        arch = self.arch = self.resolve_arch(arch)
         out = 2 * latent if self.encoder_kind == "gaussian" else latent
         if arch == "conv":
-            if not spec.is_image:
-                raise ConfigError(f"{who}: arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {shape}")
-            _, h, w = shape
-            if h % 4 or w % 4:
-                raise ConfigError(f"{who}: the conv architecture needs H and W divisible by 4; image is {h}x{w} "
-                                  "(use arch: mlp)")
             self.generator = DCGANGenerator(latent, shape, hidden, depth, context_features)
             self.encoder = ConvEncoder(shape, out, hidden, 2, context_features)
             self.discriminator = ConvJointDiscriminator(shape, latent, hidden, depth, context_features, dropout)

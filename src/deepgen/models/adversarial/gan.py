@@ -192,12 +192,9 @@ class GAN(GenerativeModel):
         critic's score f(x), is never squashed).  The discriminator uses no batch statistics (the
         conv D has no BatchNorm, the MLP no normalisation), as a per-example gradient penalty needs."""
         spec, who = self.spec, self.name
-        if spec.levels is not None and spec.levels < 2:
-            raise ConfigError(f"{who}: data '{spec.name}' has {spec.levels} level; need at least 2")
         self.latent = latent
         shape = tuple(spec.shape)
-        if arch == "auto":
-            arch = "conv" if spec.is_image else "mlp"
+        arch = self.resolve_arch(arch)
         if self.virtual_batchnorm and self.conditional_bn:
             raise ConfigError(f"{who}: choose one of virtual_batchnorm and conditional_bn for the generator's "
                               "batch norms, not both")
@@ -210,12 +207,6 @@ class GAN(GenerativeModel):
         g_options = dict(norm=norm, embed_features=EMBED_FEATURES if self.conditional_bn else 0,
                          reference_size=self.reference_size if self.virtual_batchnorm else 0)
         if arch == "conv":
-            if not spec.is_image:
-                raise ConfigError(f"{who}: arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {shape}")
-            _, h, w = shape
-            if h % 4 or w % 4:
-                raise ConfigError(f"{who}: the conv architecture needs H and W divisible by 4; image is {h}x{w} "
-                                  "(use arch: mlp)")
             self.generator = DCGANGenerator(latent, shape, hidden, depth, context_features, **g_options)
             self.discriminator = DCGANDiscriminator(shape, hidden, depth, context_features,
                                                     minibatch_kernels=mbd)
@@ -235,6 +226,23 @@ class GAN(GenerativeModel):
         if self.ema:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    def resolve_arch(self, arch: str) -> str:
+        """"conv" or "mlp" for ``arch`` ("auto": conv for images), after checking the data fit it:
+        at least 2 levels; conv needs (C, H, W) images with H and W divisible by 4."""
+        spec, who, shape = self.spec, self.name, tuple(self.spec.shape)
+        if spec.levels is not None and spec.levels < 2:
+            raise ConfigError(f"{who}: data '{spec.name}' has {spec.levels} level; need at least 2")
+        if arch == "auto":
+            arch = "conv" if spec.is_image else "mlp"
+        if arch == "conv":
+            if not spec.is_image:
+                raise ConfigError(f"{who}: arch 'conv' needs images (C, H, W); data '{spec.name}' has shape {shape}")
+            _, h, w = shape
+            if h % 4 or w % 4:
+                raise ConfigError(f"{who}: the conv architecture needs H and W divisible by 4; image is {h}x{w} "
+                                  "(use arch: mlp)")
+        return arch
 
     # --- the players ------------------------------------------------------------
     def generator_parameters(self):
