@@ -3,10 +3,8 @@ and a short training run that pulls the aggregate codes towards the prior."""
 
 import math
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DensityError
@@ -15,8 +13,8 @@ from deepgen.models.adversarial.code_prior import CodePrior
 from deepgen.models.players import check_players
 from deepgen.models.pretrained import load_model, save_model
 from deepgen.models.registry import build_model
-from deepgen.training.adversarial import AdversarialModule
-from deepgen.training.config import TrainConfig
+
+from adversarial_checks import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -204,16 +202,6 @@ def test_bad_parameters_raise_config_error(params, match):
 
 
 # --- training ------------------------------------------------------------------------------
-
-def fit(model, x, steps, batch=64):
-    cfg = TrainConfig.from_dict({"model": model.name, "data": "digits", "steps": steps, "batch_size": batch})
-    trainer = pl.Trainer(max_steps=steps, max_epochs=-1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
-                         limit_val_batches=0)
-    loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True)
-    trainer.fit(AdversarialModule(model, cfg), loader)
-    return model
-
 
 def test_short_training_pulls_codes_towards_the_prior_and_reconstructs(digits):
     x, test = digits.split("train"), digits.split("test")
