@@ -23,7 +23,7 @@ LAYERS = [
     ("models",),
     ("evaluation",),
     ("training",),
-    ("workflows",),
+    ("workflows", "ood"),
     ("cli",),
     ("__main__",),
 ]

@@ -1,4 +1,4 @@
-"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare | features``.
+"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare | features | demo``.
 
 Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
 imported when the command runs, so ``deepgen --help`` imports no torch.
@@ -25,6 +25,14 @@ def _parse_param(text: str) -> tuple[str, object]:
         raise ConfigError(f"--param {text!r}: expected NAME=VALUE, e.g. --param hidden=128")
     key, value = text.split("=", 1)
     return key.strip(), parse_value(value)
+
+
+def _class_list(text: str) -> list:
+    """``5,6,7`` -> [5, 6, 7] (integers where they are, else class names)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated classes, e.g. 5,6,7, got {text!r}")
+    return [int(t) if t.lstrip("-").isdigit() else t for t in items]
 
 
 # --- list ---------------------------------------------------------------------
@@ -86,7 +94,8 @@ _TRAIN_FLAGS = {
     "seed": "seed", "eval_every": "eval_every", "devices": "devices", "accelerator": "accelerator",
     "strategy": "strategy", "num_nodes": "num_nodes", "precision": "precision", "warmup_steps": "warmup_steps",
     "lr_schedule": "lr_schedule", "grad_clip": "grad_clip", "context": "context", "labels": "labels",
-    "keep": "keep",
+    "keep": "keep", "exclude_classes": "exclude_classes", "checkpoint_every": "checkpoint_every",
+    "checkpoint_minutes": "checkpoint_minutes", "nan_patience": "nan_patience", "max_rollbacks": "max_rollbacks",
 }
 
 
@@ -221,6 +230,20 @@ def cmd_features(args) -> int:
     return 0
 
 
+# --- demo -----------------------------------------------------------------------
+DEMOS = ("likelihood-vs-probability",)
+
+
+def cmd_demo(args) -> int:
+    from deepgen.workflows.typical_set import likelihood_vs_probability
+
+    out = Path(args.out) if args.out else (Path(args.run) / "likelihood-vs-probability" if args.run
+                                           else Path("likelihood-vs-probability"))
+    likelihood_vs_probability(out, run=args.run, dim=args.dim, seed=args.seed, verbose=True)
+    print(f"wrote {out}/likelihood_vs_probability.json and its pictures")
+    return 0
+
+
 # --- entry point --------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse with the house error format: one line on stderr, exit code 2."""
@@ -265,6 +288,15 @@ def _train_help(defaults: dict) -> dict[str, str]:
         "precision": d("precision", "32-true, 16-mixed, bf16-mixed, 64-true, ... (Lightning)"),
         "param": "model hyper-parameter, repeatable; see `deepgen list MODEL` (default: the model's own)",
         "no_progress": "no progress display (default: progress shown)",
+        "exclude_classes": "comma-separated classes to hold out of every split, e.g. 5,6,7,8,9 (their test "
+                           "examples are then the OOD set heldout-classes of `deepgen ood`)",
+        "checkpoint_every": d("checkpoint_every", "also checkpoint every this many steps (0: at validations only); "
+                              "a run killed at any moment resumes from its last checkpoint"),
+        "checkpoint_minutes": d("checkpoint_minutes", "also checkpoint when this many minutes passed since the "
+                                "last checkpoint (0: off)"),
+        "nan_patience": d("nan_patience", "non-finite loss or gradient: each such step is skipped; this many in "
+                          "a row roll back to the last checkpoint with the learning rate halved"),
+        "max_rollbacks": d("max_rollbacks", "rollbacks before a persistent non-finite loss stops training"),
     }
 
 
@@ -301,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-nodes", dest="num_nodes", type=int, help=h["num_nodes"])
     t.add_argument("--strategy", help=h["strategy"])
     t.add_argument("--precision", help=h["precision"])
+    t.add_argument("--exclude-classes", dest="exclude_classes", type=_class_list, metavar="C,C,...",
+                   help=h["exclude_classes"])
+    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, metavar="STEPS", help=h["checkpoint_every"])
+    t.add_argument("--checkpoint-minutes", dest="checkpoint_minutes", type=float, metavar="MIN",
+                   help=h["checkpoint_minutes"])
+    t.add_argument("--nan-patience", dest="nan_patience", type=int, metavar="K", help=h["nan_patience"])
+    t.add_argument("--max-rollbacks", dest="max_rollbacks", type=int, metavar="R", help=h["max_rollbacks"])
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its saved weights and optimizer state")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
     t.add_argument("--no-progress", dest="no_progress", action="store_true", help=h["no_progress"])
@@ -411,11 +450,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--overwrite", action="store_true", help="replace a feature net already in DIR")
     f.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress lines")
+
+    dm = sub.add_parser("demo", help="demonstrations of the lecture notes' points, with numbers and pictures")
+    dm.add_argument("name", choices=DEMOS, help="likelihood-vs-probability: the typical set of a 100-D Gaussian "
+                    "and, with --run, of a trained model (high density is not high probability)")
+    dm.add_argument("--run", help="a trained run with a density (e.g. realnvp on digits) for the model part")
+    dm.add_argument("--out", help="folder for the JSON and PNGs (default: RUN/likelihood-vs-probability, or "
+                    "./likelihood-vs-probability without --run)")
+    dm.add_argument("--dim", type=int, default=100, help="dimension of the Gaussian (default: 100)")
+    dm.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return p
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "complete": cmd_complete,
-            "restore": cmd_restore, "score": cmd_score, "compare": cmd_compare, "features": cmd_features}
+            "restore": cmd_restore, "score": cmd_score, "compare": cmd_compare, "features": cmd_features,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

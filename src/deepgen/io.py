@@ -139,11 +139,19 @@ _GROUP = threading.local()
 _GROUP.pending = None
 
 
+COMMIT_JOURNAL = ".deepgen-commit.json"  # a group's renames still to do (see atomic_group)
+
+
 @contextlib.contextmanager
 def atomic_group():
     """Files written (through :func:`atomic_path`) inside the block replace their old versions together at its
     end, once all of them are written and flushed; if any write fails (e.g. a full disk), none is replaced.
-    Used for a checkpoint (weights, training state, metrics), which must never mix two steps."""
+    Used for a checkpoint (weights, training state, metrics), which must never mix two steps.
+
+    Also under ``kill -9``: when the files share a folder, the renames to do are first written (atomically)
+    to a journal there, ``COMMIT_JOURNAL``; a process killed between two renames leaves the journal, and
+    :func:`finish_commit` (run before a run directory is used again) completes them, so the folder holds
+    all the new files or all the old ones."""
     if getattr(_GROUP, "pending", None) is not None:  # nested: part of the outer group
         yield
         return
@@ -156,13 +164,51 @@ def atomic_group():
             _unlink_quietly(tmp)
         raise
     _GROUP.pending = None
+    folders = {Path(path).parent for _, path in pending}
+    journal = next(iter(folders)) / COMMIT_JOURNAL if len(folders) == 1 and len(pending) > 1 else None
+    if journal is not None:
+        try:
+            with atomic_path(journal) as tmp, open(tmp, "w") as f:
+                json.dump([[os.path.basename(t), Path(p).name] for t, p in pending], f)
+        except BaseException:
+            for tmp, _ in pending:
+                _unlink_quietly(tmp)
+            raise
     for i, (tmp, path) in enumerate(pending):
         try:
             os.replace(tmp, path)
         except OSError as exc:
             for rest, _ in pending[i:]:
                 _unlink_quietly(rest)
+            if journal is not None:
+                _unlink_quietly(str(journal))
             raise write_error(path, exc) from None
+    if journal is not None:
+        _unlink_quietly(str(journal))
+
+
+def finish_commit(folder) -> bool:
+    """Complete a group of replacements that a killed process left half done in ``folder`` (its journal,
+    see :func:`atomic_group`), and remove temporary files of writes that never finished.  Returns True when a
+    journal was found.  Call it only while no other process writes the folder (a run directory's lock)."""
+    folder = Path(folder)
+    journal = folder / COMMIT_JOURNAL
+    found = journal.is_file()
+    if found:
+        try:
+            pairs = json.loads(journal.read_text())
+            for tmp, name in pairs:
+                if "/" in tmp or "/" in name or os.sep in tmp or os.sep in name:
+                    raise ValueError(f"{tmp!r} -> {name!r} leaves the folder")
+                if (folder / tmp).is_file():
+                    os.replace(folder / tmp, folder / name)
+        except (OSError, ValueError, TypeError) as exc:
+            raise WriteError(f"{journal}: cannot complete an interrupted checkpoint ({exc}); "
+                             "remove the file to keep the previous checkpoint") from None
+        _unlink_quietly(str(journal))
+    for stale in folder.glob(".*.tmp"):
+        _unlink_quietly(str(stale))
+    return found
 
 
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)

@@ -1,23 +1,28 @@
-"""Datasets: built-in (2-D toys, digits, blobs) and users' own files, with class labels.
+"""Datasets: built-in (2-D toys, digits, blobs, translation tasks) and users' own files, with class labels.
 
 ``load_data(name_or_path, labels=None)`` returns fixed :class:`Splits`;
 ``list_datasets()`` names the built-in ones.  A user's file is split 80/10/10
 with a fixed seed, the same permutation applied to its labels.  Where a user's
 file keeps its labels is the ``labels`` argument (see
 :mod:`deepgen.data.file_labels`); the label rules are in :mod:`deepgen.data.labels`.
+
+Translation data (``Splits.translation`` set: the splits are domain B, ``translation.source`` domain A):
+the built-in tasks of :mod:`deepgen.data.translation` and users' ``aligned:PATH`` / ``unaligned:PATH``
+folders (or a PATH with ``trainA/`` and ``trainB/``), see :mod:`deepgen.data.translation_files`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from deepgen.data.labels import NO_LABELS, Labels, label_summary
-from deepgen.data.spec import SPLITS, DataSpec, Splits, split_fixed, validate_array
+from deepgen.data.spec import SPLITS, DataSpec, Splits, Translation, split_fixed, validate_array
 from deepgen.errors import DataError, unknown_name
 
-__all__ = ["DataSpec", "Splits", "Labels", "load_data", "list_datasets"]
+__all__ = ["DataSpec", "Splits", "Translation", "Labels", "load_data", "list_datasets"]
 
-_FILE_PREFIXES = ("idx:", "npy:", "npz:", "csv:", "images:")
+_FILE_PREFIXES = ("idx:", "npy:", "npz:", "csv:", "images:", "aligned:", "unaligned:")
 _DIGITS = ("digits", "digits-binary")
 
 
@@ -28,12 +33,14 @@ def list_datasets() -> dict[str, str]:
     from deepgen.data.digits import DESCRIPTIONS
     from deepgen.data.energy import TARGETS
     from deepgen.data.toy2d import TOY_DATASETS
+    from deepgen.data.translation import TASKS
 
-    return {**TOY_DATASETS, **DESCRIPTIONS, "blobs": BLOBS, **{k: t.spec.description for k, t in TARGETS.items()}}
+    return {**TOY_DATASETS, **DESCRIPTIONS, "blobs": BLOBS, **TASKS,
+            **{k: t.spec.description for k, t in TARGETS.items()}}
 
 
 def is_file_source(name: str) -> bool:
-    """True when ``name`` is a path or has a format prefix (``idx:``, ``npy:``, ...)."""
+    """True when ``name`` is a path or has a format prefix (``idx:``, ``npy:``, ..., ``aligned:``, ``unaligned:``)."""
     return name.startswith(_FILE_PREFIXES) or os.path.sep in name or os.path.exists(name)
 
 
@@ -43,6 +50,7 @@ def load_data(name: str, labels: str | None = None) -> Splits:
     ``labels`` (users' files only): an IDX label file, an .npz key, a .npy file, a
     CSV column name or ``col:K``, or ``"folders"``; None detects labels where the
     format allows; ``"none"`` loads no labels (also for built-in datasets).
+    Translation folders (``aligned:``, ``unaligned:``, ``trainA/ trainB/``) carry no labels.
     """
     if labels is not None and not isinstance(labels, str):
         raise DataError(f"labels {labels!r}: expected a string (a label file, .npz key, CSV column or 'folders')")
@@ -57,6 +65,13 @@ def load_data(name: str, labels: str | None = None) -> Splits:
         return _builtin_labels(builtin, labels)
     if is_file_source(name):
         from deepgen.data.file_labels import load_labelled_file
+        from deepgen.data.translation_files import load_translation_files, translation_source
+
+        if translation_source(name) is not None:
+            if labels not in (None, NO_LABELS):
+                raise DataError(f"labels '{labels}': translation data {name} carry no class labels; expected no "
+                                f"labels (or load one folder as plain images with 'images:PATH')")
+            return load_translation_files(name)
 
         x, spec, found = load_labelled_file(name, labels)
         x = validate_array(x, spec, name)
@@ -79,6 +94,10 @@ def _load_builtin(name: str) -> Splits | None:
         from deepgen.data.blobs import load_blobs
 
         return load_blobs()
+    from deepgen.data.translation import TASKS, load_translation_task
+
+    if name in TASKS:
+        return load_translation_task(name)
     from deepgen.data.toy2d import TOY_DATASETS, load_toy
 
     return load_toy(name) if name in TOY_DATASETS else None
@@ -90,8 +109,10 @@ def _builtin_labels(splits: Splits, labels: str | None) -> Splits:
     if labels is None:
         return splits
     if labels == NO_LABELS:
+        tr = splits.translation
         return Splits(splits.spec, splits.train, splits.val, splits.test, factors=splits.factors,
-                      factor_names=splits.factor_names)
+                      factor_names=splits.factor_names,
+                      translation=None if tr is None else dataclasses.replace(tr, source_labels={}))
     if splits.has_labels:
         raise DataError(f"labels '{labels}': built-in dataset '{name}' already carries its class labels "
                         f"({label_summary(splits.classes)}); expected labels only for your own files "

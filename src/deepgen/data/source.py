@@ -3,7 +3,8 @@
 A user's source ``[fmt:]path[:key]`` is recorded as ``fmt:/absolute/path[:key]`` (format made
 explicit, npz key kept), so ``score``/``sample`` find the same data from any working
 directory; its SHA-256 (of the file, or of a folder's file names and bytes) tells whether the
-data changed since training.  Built-in dataset names are kept as they are.
+data changed since training.  Translation folders are recorded as ``aligned:/absolute/path`` or
+``unaligned:/absolute/path`` (also a plain path holding ``trainA/ trainB/``).  Built-in dataset names are kept as they are.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import os
 
 from deepgen.data.files import resolve_source
+from deepgen.data.translation_files import translation_source
 
 
 def is_builtin(name: str) -> bool:
@@ -24,6 +26,9 @@ def canonical_source(source: str) -> str:
     """``fmt:/absolute/path[:key]`` for a user's file or folder; anything else (a built-in name) unchanged."""
     if is_builtin(source):
         return source
+    translation = translation_source(source)
+    if translation is not None:
+        return f"{translation[0]}:{os.path.abspath(translation[1])}"
     fmt, path, key = resolve_source(source)
     return f"{fmt}:{os.path.abspath(path)}" + (f":{key}" if key else "")
 
@@ -39,7 +44,8 @@ def source_sha256(source: str) -> str | None:
     """SHA-256 of a user's data (a file's bytes; a folder's relative file names and bytes); None if built in."""
     if is_builtin(source):
         return None
-    _, path, _ = resolve_source(source)
+    translation = translation_source(source)
+    path = translation[1] if translation is not None else resolve_source(source)[1]
     h = hashlib.sha256()
     # regular files only (a symlink to one counts): a FIFO or device in a folder would block or never end
     files = [path] if os.path.isfile(path) else sorted(

@@ -111,6 +111,53 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass
+class Translation:
+    """Domain A of a translation task A -> B; the :class:`Splits`' train/val/test tensors hold domain B.
+
+    ``paired``: True when row i of ``source[split]`` is the A partner of row i of that split of B
+    (pix2pix); False when rows carry no correspondence and the order of A is arbitrary (CycleGAN).
+    ``source``: split -> (N_split, *spec.shape) float32 domain-A examples on the same :class:`DataSpec`
+    as B (same shape, levels and scale), one per row of B's split.
+    ``truth``: split -> T(source[split]) when the map T is known (built-in tasks; for paired data, B itself);
+    ``{}`` for users' unpaired folders.
+    ``source_labels``: split -> class ids (int64) of the A rows, when known; the Splits' ``labels`` stay
+    those of the B rows and both use the Splits' ``classes`` (so label preservation ``y(T(a)) == y(a)``
+    can be measured against ``truth``).
+    ``domains``: the names of A and B (e.g. ``("edges", "digits")``); ``description``: what T is, one line.
+    """
+
+    paired: bool
+    source: dict[str, torch.Tensor]
+    truth: dict[str, torch.Tensor] = field(default_factory=dict)
+    source_labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    domains: tuple[str, str] = ("A", "B")
+    description: str = ""
+
+    def check(self, splits: "Splits") -> None:
+        """Sizes, shapes, dtypes and scale against the B splits of ``splits`` (a one-line DataError if not)."""
+        name, spec = splits.spec.name, splits.spec
+        self.domains = tuple(str(d) for d in self.domains)
+        if len(self.domains) != 2:
+            raise DataError(f"dataset '{name}': translation domains {self.domains}; expected two names (A, B)")
+        if not isinstance(self.paired, bool):
+            raise DataError(f"dataset '{name}': translation paired={self.paired!r}; expected True or False")
+        if set(self.source) != set(SPLITS):
+            raise DataError(f"dataset '{name}': domain A has splits {sorted(self.source)}; expected train, val, test")
+        sizes = splits.sizes()
+        for what, tensors in (("domain A", self.source), ("translation truth", self.truth)):
+            for split, a in tensors.items():
+                where = f"dataset '{name}': {what} ({split})"
+                if split not in sizes:
+                    raise DataError(f"{where}: unknown split; expected train, val or test")
+                b = splits.split(split)
+                if not isinstance(a, torch.Tensor) or a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
+                    got = f"{a.dtype} {tuple(a.shape)}" if isinstance(a, torch.Tensor) else type(a).__name__
+                    raise DataError(f"{where}: examples are {got}; expected {b.dtype} {tuple(b.shape)} like domain B")
+                validate_array(a, spec, where)
+        check_labels(self.source_labels, splits.classes, sizes, f"{name} (domain A)")
+
+
+@dataclass
 class Splits:
     """Fixed train / val / test tensors of one dataset, all of shape (N, *spec.shape).
 
@@ -118,6 +165,7 @@ class Splits:
     ``0..K-1``) and ``classes`` holds the K class names (index = label id);
     both are empty for a dataset without labels.  ``factors`` maps a split to known generative
     factors (int64 indices, shape (N, F); synthetic data such as ``blobs``) named by ``factor_names``.
+    ``translation`` holds domain A of a translation task (the splits themselves are domain B), or None.
     """
 
     spec: DataSpec
@@ -128,11 +176,14 @@ class Splits:
     classes: tuple[str, ...] = ()
     factors: dict[str, torch.Tensor] = field(default_factory=dict)
     factor_names: tuple[str, ...] = ()
+    translation: Translation | None = None
 
     def __post_init__(self) -> None:
-        """Check the labels (int64 ids in 0..K-1, one per example)."""
+        """Check the labels (int64 ids in 0..K-1, one per example) and domain A of a translation task."""
         self.classes = tuple(str(c) for c in self.classes)
         check_labels(self.labels, self.classes, self.sizes(), self.spec.name)
+        if self.translation is not None:
+            self.translation.check(self)
 
     def split(self, name: str) -> torch.Tensor:
         """The examples of split ``name`` (train, val or test)."""

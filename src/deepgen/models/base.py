@@ -82,6 +82,9 @@ CAPABILITIES = {
                   "trick: fidelity for diversity)",
     "sample_log_prob": "sample_and_log_prob(n, context): differentiable samples with their log-density "
                        "(fits an unnormalised target exp(-U): variational inference)",
+    "translate": "translate(x, reverse=False): maps domain-A examples to domain B on the data scale (reverse=True: "
+                 "B -> A where the model has both directions); the context of a translator is the domain-A "
+                 "example itself, shape (n, *spec.shape)",
 }
 
 

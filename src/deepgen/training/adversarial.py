@@ -51,9 +51,15 @@ with known modes, ``val/modes_covered`` and ``val/high_quality_pct``.  The
 training RNG (every device) is snapshotted after each training step and restored
 after validation, so validation never changes the training trajectory.
 
-A player's loss that becomes NaN or infinite (in any of its updates) stops training after
-that step with a one-line :class:`~deepgen.errors.TrainingError` naming the step, the
-non-finite terms (``<player>_<key>``), the learning rate and the last checkpoint.
+A player's update whose loss or gradients are NaN or infinite is skipped; a run of such steps
+rolls back to the last checkpoint with every player's learning rate halved, and a persistent one
+stops training with a one-line :class:`~deepgen.errors.TrainingError` naming the step, the
+non-finite terms (``<player>_<key>``), the learning rate and the last checkpoint
+(:mod:`deepgen.training.nonfinite`).
+
+Data order.  In a single-process run, the extra batches come from their own deterministic
+stream (:class:`~deepgen.training.sampler.StepBatches`, stream 1), positioned by the step, so a
+resumed run draws the same extra batches as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -67,7 +73,9 @@ from deepgen.evaluation.sample_metrics import sample_distance
 from deepgen.models.base import unpack_batch
 from deepgen.models.players import check_players
 from deepgen.training.rng import get_rng_states, set_rng_states
-from deepgen.training.schedule import any_nonfinite, check_finite_loss, make_optimizer
+from deepgen.training.nonfinite import NonFiniteGuard
+from deepgen.training.sampler import StepBatches
+from deepgen.training.schedule import make_optimizer
 
 
 class AdversarialModule(pl.LightningModule):
@@ -86,8 +94,8 @@ class AdversarialModule(pl.LightningModule):
         self._rng_states = None
         self._val_x: list = []
         self._val_context: list = []
-        self._terms: dict = {}
-        self._bad = None
+        self._update = None  # (loss, terms) of the update about to be applied
+        self.guard = NonFiniteGuard(cfg)
         # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
         self.last_saved_step: int | None = None
 
@@ -110,15 +118,28 @@ class AdversarialModule(pl.LightningModule):
         return opts, scheds
 
     # --- training -----------------------------------------------------------------
-    def _next_real_batch(self):
-        """The next batch of a second iterator over the training loader, on this module's device."""
+    def _extra_loader(self):
+        """The loader of the extra batches: the training loader itself under DDP (its distributed
+        sampler), else the same data in stream 1 of :class:`StepBatches`, at the position this step
+        implies (every training step draws ``sum(steps) - players`` extra batches)."""
         loader = self.trainer.train_dataloader
+        sampler = getattr(loader, "batch_sampler", None)
+        if not isinstance(sampler, StepBatches):
+            return loader
+        per_step = sum(p.steps - 1 for p in self.players)
+        stream = StepBatches(sampler.n, sampler.batch_size, sampler.seed, start=self.absolute_step * per_step,
+                             stream=1, drop_last=sampler.drop_last)
+        return torch.utils.data.DataLoader(loader.dataset, batch_sampler=stream, generator=torch.Generator())
+
+    def _next_real_batch(self):
+        """The next batch of a second iterator over the training data, on this module's device."""
         if self._extra_batches is None:
-            self._extra_batches = iter(loader)
+            self._extra_loader_ = self._extra_loader()
+            self._extra_batches = iter(self._extra_loader_)
         try:
             batch = next(self._extra_batches)
         except StopIteration:
-            self._extra_batches = iter(loader)
+            self._extra_batches = iter(self._extra_loader_)
             batch = next(self._extra_batches)
         return self.trainer.strategy.batch_to_device(batch)
 
@@ -129,16 +150,15 @@ class AdversarialModule(pl.LightningModule):
         total = sum(p.steps for p in self.players)
         done = 0
         shared = self.model.adversarial_forward(batch)
-        self._terms, self._bad = {}, None
         for player, opt in zip(self.players, opts):
             self.toggle_optimizer(opt)
             for k in range(player.steps):
                 b, sh = (batch, shared) if k == 0 else self._fresh_round()
                 out = self.model.player_loss(player.name, b, sh)
-                self._record_terms(player.name, out)
                 opt.zero_grad(set_to_none=True)
                 # later players may backpropagate through the same shared pass
                 self.manual_backward(out["loss"], retain_graph=True)
+                self._update = (out["loss"], {f"{player.name}_{key}": v for key, v in out.items()})
                 done += 1
                 if done == total:
                     opt.step()  # the one counted update of this training step
@@ -154,19 +174,6 @@ class AdversarialModule(pl.LightningModule):
         for sched in self._schedulers():
             sched.step()
 
-    def _record_terms(self, player: str, out: dict) -> None:
-        """Keep this update's loss terms for the finite-loss check (no host synchronisation): a
-        term keeps the first non-finite value any update of this step gave it."""
-        bad = any_nonfinite([out["loss"]])
-        self._bad = bad if self._bad is None else self._bad | bad
-        for key, value in out.items():
-            if not (torch.is_tensor(value) and value.is_floating_point()):
-                continue
-            name, value = f"{player}_{key}", value.detach()
-            kept = self._terms.get(name)
-            self._terms[name] = (value if kept is None or kept.shape != value.shape
-                                 else torch.where(torch.isfinite(kept), value, kept))
-
     def _fresh_round(self):
         b = self._next_real_batch()
         return b, self.model.adversarial_forward(b)
@@ -177,13 +184,20 @@ class AdversarialModule(pl.LightningModule):
             return []
         return scheds if isinstance(scheds, list) else [scheds]
 
+    def on_train_start(self):
+        if not self.guard.has_copy:
+            self.guard.remember(self, self.step_offset if self.optimizer_states else None)
+
     def on_before_optimizer_step(self, optimizer):
+        if self._update is not None:  # drops the gradients of a non-finite update (skipped)
+            self.guard.check_update(self, optimizer, *self._update)
+            self._update = None
         if self.cfg.grad_clip and self.cfg.grad_clip > 0:
             self.clip_gradients(optimizer, gradient_clip_val=self.cfg.grad_clip, gradient_clip_algorithm="norm")
 
     # --- validation ---------------------------------------------------------------
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        check_finite_loss(self, self._terms, self._bad)
+        self.guard.end_step(self)
         # Snapshot after every step: Lightning may draw from the global RNG (creating the
         # validation loader's iterator) before any validation hook runs.
         self._rng_states = get_rng_states()

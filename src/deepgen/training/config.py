@@ -39,13 +39,17 @@ FLAGS = {
     "grad_clip": "--grad-clip", "seed": "--seed", "eval_every": "--eval-every", "accelerator": "--accelerator",
     "devices": "--devices", "num_nodes": "--num-nodes", "strategy": "--strategy", "precision": "--precision",
     "progress": "--no-progress", "model_params": "--param", "keep": "--keep",
+    "exclude_classes": "--exclude-classes", "checkpoint_every": "--checkpoint-every",
+    "checkpoint_minutes": "--checkpoint-minutes", "nan_patience": "--nan-patience",
+    "max_rollbacks": "--max-rollbacks",
 }
 
 # Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
 RANGES = {
     "steps": ">= 1", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "warmup_steps": ">= 0",
     "grad_clip": ">= 0", "seed": f"in [0, {SEED_MAX}]", "eval_every": ">= 1", "eval_batch_size": ">= 1",
-    "log_every": ">= 1", "devices": ">= 1", "num_nodes": ">= 1",
+    "log_every": ">= 1", "devices": ">= 1", "num_nodes": ">= 1", "checkpoint_every": ">= 0",
+    "checkpoint_minutes": ">= 0", "nan_patience": ">= 1", "max_rollbacks": ">= 0",
 }
 
 
@@ -81,6 +85,12 @@ class TrainConfig:
     precision: str = "32-true"
     progress: bool = False  # the Python API is quiet; ``deepgen train`` turns it on (--no-progress: off)
     model_params: dict[str, Any] = field(default_factory=dict)
+    # classes held out of every split (ids or names of the data's classes), e.g. for OOD on unseen classes
+    exclude_classes: list = field(default_factory=list)
+    checkpoint_every: int = 0  # also checkpoint every this many steps (0: only at validations and the end)
+    checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes passed since the last (0: off)
+    nan_patience: int = 5  # this many non-finite steps in a row (each skipped) roll back to the last checkpoint
+    max_rollbacks: int = 3  # rollbacks (each halving the lr) before a persistent non-finite loss stops training
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -136,6 +146,10 @@ class TrainConfig:
                 raise ConfigError(f"{field_name(f.name)} must be {_KIND_WORDS.get(kind, kind)}, got {value!r}")
         if not isinstance(self.model_params, dict):
             raise ConfigError(f"field 'model_params' must be a mapping NAME: VALUE, got {self.model_params!r}")
+        if not (isinstance(self.exclude_classes, (list, tuple))
+                and all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in self.exclude_classes)):
+            raise ConfigError(f"{field_name('exclude_classes')} must be a list of class ids or names (e.g. 5,6,7), "
+                              f"got {self.exclude_classes!r}")
 
     def _check_values(self) -> None:
         from deepgen.models.params import parse_constraint

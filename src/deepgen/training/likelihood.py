@@ -6,10 +6,10 @@ validates with ``model.log_prob``.  Validation draws its randomness from a fixed
 seed and restores the training RNG of every device afterwards
 (:mod:`deepgen.training.rng`), so validation never changes the training trajectory.
 
-A loss that becomes NaN or infinite stops training with a one-line
-:class:`~deepgen.errors.TrainingError` naming the step, the non-finite terms of
-``model.loss``, the learning rate and the last checkpoint (checked after every step,
-agreed across DDP processes, before anything of that step is saved).
+A loss or gradient that becomes NaN or infinite skips that update; a run of them rolls back to
+the last checkpoint with the learning rate halved, and a persistent one stops training with a
+one-line :class:`~deepgen.errors.TrainingError` naming the step, the non-finite terms of
+``model.loss``, the learning rate and the last checkpoint (:mod:`deepgen.training.nonfinite`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import torch
 
 from deepgen.models.base import unpack_batch
 from deepgen.training.rng import get_rng_states, set_rng_states
-from deepgen.training.schedule import any_nonfinite, check_finite_loss, make_optimizer
+from deepgen.training.nonfinite import NonFiniteGuard
+from deepgen.training.schedule import make_optimizer
 
 
 class LikelihoodModule(pl.LightningModule):
@@ -34,6 +35,7 @@ class LikelihoodModule(pl.LightningModule):
         self.optimizer_states = optimizer_states
         self._rng_states = None
         self._terms: dict = {}
+        self.guard = NonFiniteGuard(cfg)
         # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
         self.last_saved_step: int | None = None
 
@@ -55,8 +57,15 @@ class LikelihoodModule(pl.LightningModule):
                      batch_size=len(x))
         return out["loss"]
 
+    def on_train_start(self):
+        if not self.guard.has_copy:
+            self.guard.remember(self, self.step_offset if self.optimizer_states else None)
+
+    def on_before_optimizer_step(self, optimizer):
+        self.guard.check_update(self, optimizer, self._terms.get("loss"), self._terms)
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        check_finite_loss(self, self._terms, any_nonfinite([self._terms.get("loss")]) if self._terms else None)
+        self.guard.end_step(self)
 
     def on_validation_epoch_start(self):
         self._rng_states = get_rng_states()

@@ -34,17 +34,20 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from deepgen.data import load_data
+from deepgen.data.subsets import exclude_classes
 from deepgen.data.energy import load_target
 from deepgen.data.context import LabelContext
 from deepgen.data.source import canonical_labels, canonical_source, source_sha256
 from deepgen.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from deepgen.io import atomic_group, ignore_file_size_signal, read_yaml, write_error, write_yaml
+from deepgen.io import atomic_group, finish_commit, ignore_file_size_signal, read_yaml, write_error, write_yaml
 from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
 from deepgen.models.registry import build_model, get_model_class
 from deepgen.training.adapters import adapter_for
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import METRICS_FILE, MetricsTable
+from deepgen.training.nonfinite import state_finite
 from deepgen.training.progress import StepProgress
+from deepgen.training.sampler import StepBatches
 from deepgen.training.schedule import schedule_lr
 from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
 from deepgen.evaluation.variational import check_can_fit_target
@@ -182,6 +185,7 @@ class RunWriter(pl.Callback):
         self.label_context = (LabelContext.from_dict(run_extra["context"]) if "context" in run_extra else None)
         self.guard = guard
         self.t0 = time.perf_counter()
+        self.last_checkpoint_time = time.monotonic()
         # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
         # run starts from the record saved there)
         self.best_nll, self.best_step = math.inf, None
@@ -193,10 +197,36 @@ class RunWriter(pl.Callback):
     def _row(self, trainer, prefix):
         return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
+    def on_train_start(self, trainer, module):
+        # Validation (and its checkpoint) falls on the steps that are multiples of eval_every, counted from the
+        # run's first step also after a resume: Lightning counts batches from the resumed fit's start, so its
+        # batch counter starts where the run is.  TensorBoard's step axis continues too.
+        loop = trainer.fit_loop.epoch_loop
+        for counter in ("ready", "started", "processed", "completed"):
+            setattr(loop.batch_progress.total, counter, module.step_offset)
+        loop._batches_that_stepped = module.step_offset
+        self.last_checkpoint_time = time.monotonic()
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         step = module.absolute_step
         if step % self.log_every == 0 or step == 1:
             self.log_step(trainer, step)
+        if self.checkpoint_due(trainer, step):
+            module.guard.remember(module, step)
+            if trainer.is_global_zero:
+                self.log_step(trainer, step)
+                self.checkpoint(trainer, module)
+
+    def checkpoint_due(self, trainer, step: int) -> bool:
+        """A step checkpoint (``--checkpoint-every``) or a wall-clock one (``--checkpoint-minutes``, one process
+        only) is due after ``step``; validations checkpoint on their own."""
+        every, minutes = self.cfg.checkpoint_every, self.cfg.checkpoint_minutes
+        if step >= self.cfg.steps or step % self.cfg.eval_every == 0:
+            return False  # the end and the validations save anyway
+        if every and step % every == 0:
+            return True
+        return bool(minutes) and trainer.world_size == 1 and \
+            time.monotonic() - self.last_checkpoint_time >= 60.0 * minutes
 
     def log_step(self, trainer, step: int) -> None:
         """The training row of ``step`` (the step just taken): losses, learning rate, time."""
@@ -209,6 +239,7 @@ class RunWriter(pl.Callback):
         if trainer.sanity_checking:
             return
         module.last_saved_step = module.absolute_step  # rank 0 saves it now (for the non-finite loss message)
+        module.guard.remember(module, module.absolute_step)  # every process: the state rollbacks return to
         if not trainer.is_global_zero:
             return
         row = self._row(trainer, "val/")
@@ -238,7 +269,13 @@ class RunWriter(pl.Callback):
         return True
 
     def checkpoint(self, trainer, module):
-        """Weights, training state and metrics.csv of the current step; signals wait until all three are written."""
+        """Weights, training state and metrics.csv of the current step; signals wait until all three are written.
+        Weights with a NaN or an infinity are never written (the run keeps its last checkpoint)."""
+        if not state_finite(module.model):
+            _note(f"deepgen: warning: step {module.absolute_step}: the weights hold NaN or inf; not saved "
+                  f"(the run keeps the checkpoint of step {module.last_saved_step})")
+            return
+        self.last_checkpoint_time = time.monotonic()
         # all three replace their old versions together, or (a full disk, a file-size limit) none does
         with self.guard.saving() if self.guard is not None else contextlib.nullcontext(), atomic_group():
             save_model(module.model, self.out, extra=self.run_extra)
@@ -295,6 +332,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> RunLock | None:
         raise write_error(out, exc) from None
     lock = acquire_run_lock(out)
     try:
+        finish_commit(out)  # a checkpoint a killed process left half replaced: complete it
         if _check_run_dir(out, resume, overwrite) and overwrite and not resume:
             for name in (WEIGHTS_FILE, STATE_FILE, METRICS_FILE, SCORES_FILE, CONFIG_FILE):
                 (out / name).unlink(missing_ok=True)
@@ -326,25 +364,54 @@ def label_setup(cfg: TrainConfig, splits) -> tuple[LabelContext | None, dict]:
     return label_context, params
 
 
-def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None):
-    """Training loader (shuffled) and validation loader; batches are x or (x, one-hot label)."""
+def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None, step_offset: int = 0,
+                 sources: dict | None = None):
+    """Training loader and validation loader; batches are x, (x, one-hot label) or, for a translator,
+    (x_B, x_A) with ``sources`` the domain-A examples of each split.
+
+    One process: the batch order is :class:`~deepgen.training.sampler.StepBatches` (a function of the
+    step), started at ``step_offset``, so a resumed run sees the batches the uninterrupted one saw.
+    Several processes: a shuffled loader that Lightning gives a distributed sampler."""
     def dataset(split):
         x = splits.split(split)
+        if sources is not None:
+            return TensorDataset(x, sources[split])
         if label_context is None:
             return TensorDataset(x)
         return TensorDataset(x, label_context.one_hot(splits.split_labels(split)))
 
     n_train = len(splits.train)
     batch = min(cfg.batch_size, n_train)
-    loader = DataLoader(dataset("train"), batch_size=batch, shuffle=True, drop_last=n_train > batch)
-    # its own generator: creating a loader iterator otherwise draws from (and shifts) the training RNG
+    # own generators: creating a loader iterator otherwise draws from (and shifts) the training RNG
+    if cfg.devices * cfg.num_nodes == 1:
+        order = StepBatches(n_train, batch, cfg.seed, start=step_offset)
+        loader = DataLoader(dataset("train"), batch_sampler=order, generator=torch.Generator().manual_seed(cfg.seed))
+    else:
+        loader = DataLoader(dataset("train"), batch_size=batch, shuffle=True, drop_last=n_train > batch)
     val_loader = DataLoader(dataset("val"), batch_size=cfg.eval_batch_size,
                             generator=torch.Generator().manual_seed(cfg.seed))
     return loader, val_loader
 
 
+def translation_setup(cfg: TrainConfig, splits) -> dict | None:
+    """The domain-A examples a translator trains on (None for other models); refuses a translator without a
+    translation dataset and a label context on translation data."""
+    translator = "translate" in get_model_class(cfg.model).capabilities
+    translation = getattr(splits, "translation", None)
+    if not translator:
+        return None
+    if translation is None:
+        raise ConfigError(f"--model {cfg.model} translates between two domains; --data {cfg.data} is not a "
+                          "translation dataset (built-in: edges2digits, lowres2digits, digits2thick, mixtures; "
+                          "yours: aligned:PATH or a folder with trainA/ and trainB/; see README 'Translation')")
+    if cfg.context:
+        raise ConfigError(f"--context {cfg.context}: a translator's context is its domain-A input; drop --context")
+    return translation.source
+
+
 # Fields a resumed run may change; any other field given on resume must equal the saved one.
-RESUMABLE = ("steps", "devices", "accelerator", "strategy", "num_nodes", "precision", "progress", "eval_every")
+RESUMABLE = ("steps", "devices", "accelerator", "strategy", "num_nodes", "precision", "progress", "eval_every",
+             "checkpoint_every", "checkpoint_minutes", "nan_patience", "max_rollbacks")
 
 
 def resume_config(out: Path, overrides: dict, params: dict | None = None) -> TrainConfig:
@@ -448,8 +515,9 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
             raise ConfigError(f"--data {cfg.data}: a target exp(-U) has no labels; drop --context / --labels")
         splits, label_context, params = None, None, dict(cfg.model_params)
     else:
-        splits = load_data(cfg.data, labels=cfg.labels or None)
+        splits = exclude_classes(load_data(cfg.data, labels=cfg.labels or None), cfg.exclude_classes)
         label_context, params = label_setup(cfg, splits)
+        translation_setup(cfg, splits)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, splits.spec if target is None else target.spec, params, strict=not resume)
@@ -494,7 +562,8 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
 
     module = adapter_for(model, cfg, step_offset, optimizer_states, target=target)
     module.last_saved_step = step_offset if resume else None
-    loader, val_loader = target_loaders(cfg) if target is not None else make_loaders(cfg, splits, label_context)
+    loader, val_loader = (target_loaders(cfg) if target is not None else
+                          make_loaders(cfg, splits, label_context, step_offset, translation_setup(cfg, splits)))
     guard = StopOnSignal()
     guard.abort = lambda signum: TrainingInterrupted(
         interrupted_message(out, module.absolute_step, cfg, signum, saved=False, last_saved=module.last_saved_step),
@@ -529,6 +598,10 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
         train_seconds = time.perf_counter() - t0
         selection = None
         guard.abort = None  # from here on, signals only wait for the checkpoint below
+        if not state_finite(module.model):
+            raise TrainingError(f"step {module.absolute_step}: the weights hold NaN or inf at the end of training "
+                                f"(not saved); the run keeps the checkpoint of step {module.last_saved_step}; lower "
+                                f"--lr (now {cfg.lr:g}) or set --grad-clip, or check the data for extreme values")
         if trainer.is_global_zero:
             module.model.cpu().eval()
             if guard.signum is not None:  # metrics.csv gets the row of the step it stopped at
@@ -549,4 +622,4 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
                                    world_size=trainer.world_size, verbose=verbose)
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
                             world_size=trainer.world_size, verbose=verbose, label_context=label_context,
-                            extra_scores=selection)
+                            extra_scores={**(selection or {}), "nonfinite_steps": module.guard.summary()})
