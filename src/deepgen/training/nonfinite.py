@@ -1,7 +1,7 @@
 """Non-finite losses and gradients: skip the update, roll back after a run of them, stop when it persists.
 
-Every optimizer update is checked before it is applied: if the loss or any gradient holds a NaN or
-an infinity, the gradients are dropped (set to None, so the optimizer leaves every parameter and its
+Every optimizer update is checked before it is applied: if the loss or the norm of all gradients is
+NaN or infinite (a gradient entry is, or the norm overflows), the gradients are dropped (set to None, so the optimizer leaves every parameter and its
 moments as they were) and the step counts as *skipped*; the step counter, the learning-rate
 schedule and the data order go on as usual, so a skipped step costs one batch.
 
@@ -18,8 +18,9 @@ file; the run directory keeps its last checkpoint.
 
 Decisions are agreed across DDP processes (one boolean reduction per update), so every process skips,
 rolls back and stops together.  Each process keeps its own copy of the checkpoint state, taken at the
-same steps (validations and ``--checkpoint-every``; a wall-clock checkpoint is a point every process
-reaches at the same step only on one process, so a multi-process run copies only at the step points).
+same steps (validations and ``--checkpoint-every``; wall-clock checkpoints are taken by single-process
+runs only).  Under float16 mixed precision only the loss is checked: the gradient scaler already skips
+updates whose scaled gradients overflow, which is how it calibrates its scale.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class NonFiniteGuard:
         self.cfg = cfg
         self.patience = int(getattr(cfg, "nan_patience", 5))
         self.max_rollbacks = int(getattr(cfg, "max_rollbacks", 3))
+        # float16 mixed precision: the gradient scaler skips steps whose scaled gradients overflow (that is how it
+        # finds its scale), so only the loss is checked here
+        self.check_grads = str(getattr(cfg, "precision", "32-true")) not in ("16-mixed", "16")
         self.skipped = 0  # steps skipped in all
         self.in_row = 0  # skipped steps since the last good one
         self.rollbacks = 0
@@ -85,7 +89,9 @@ class NonFiniteGuard:
         ``optimizer``'s parameters is not finite on any process; ``terms`` (the loss dict) name the
         culprits in the stop message."""
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        flag = any_nonfinite([loss, *grads])
+        flag = any_nonfinite([loss])
+        if grads and self.check_grads:  # one fused norm over all gradients: NaN or inf if any entry is (or if it overflows)
+            flag = flag | ~torch.isfinite(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False))
         local = bool(flag)
         trainer = module.trainer
         bad = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
