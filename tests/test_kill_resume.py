@@ -54,8 +54,12 @@ def same_files(a, b, name) -> bool:
 
 
 def kill_and_resume(tmp_path, train_args, delays):
+    """``delays``: seconds after the first checkpoint, or a callable(duration of the full run) giving them."""
     full = tmp_path / "full"
+    t0 = time.monotonic()
     deepgen("train", *train_args, "--no-progress", "--out", str(full))
+    if callable(delays):
+        delays = delays(time.monotonic() - t0)
     held = []
     for i, delay in enumerate(delays):
         run = tmp_path / f"killed{i}"
@@ -140,5 +144,5 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
 def test_kill_9_at_random_moments_then_resume_is_bit_identical(tmp_path, model, extra):
     rng = random.Random(model)
     held = kill_and_resume(tmp_path, ["--model", model, "--eval-every", "150", *extra],
-                           delays=[rng.uniform(0.0, 3.0) for _ in range(3)])
+                           delays=lambda seconds: [rng.uniform(0.0, 0.6 * seconds) for _ in range(3)])
     print(f"{model}: killed with checkpoints of steps {held}; every resume bit-identical")

@@ -1,4 +1,4 @@
-"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare | features | demo``.
+"""Command-line interface: ``deepgen list | train | sample | complete | restore | score | compare | features | translate | ood | demo``.
 
 Argument parsing only: each command calls one workflow (:mod:`deepgen.workflows`),
 imported when the command runs, so ``deepgen --help`` imports no torch.
@@ -230,6 +230,34 @@ def cmd_features(args) -> int:
     return 0
 
 
+# --- translate ------------------------------------------------------------------
+def cmd_translate(args) -> int:
+    from deepgen.io import strict_json
+    from deepgen.workflows.translate import translate_run
+
+    summary = translate_run(args.run, args.input, args.out, reverse=args.reverse, seed=args.seed)
+    print(strict_json(summary))
+    return 0
+
+
+# --- ood ------------------------------------------------------------------------
+def cmd_ood(args) -> int:
+    from deepgen.ood.suite import ood_command
+
+    scores = [s for item in (args.score or []) for s in item.split(",") if s] or None
+    if args.mu is not None and not 0 < args.mu < 1:
+        raise ConfigError(f"--mu must be in (0, 1), got {args.mu}")
+    if args.background_steps is not None and args.background_steps < 1:
+        raise ConfigError(f"--background-steps must be >= 1, got {args.background_steps}")
+    if args.train_background:
+        from deepgen.workflows.ood_background import train_background
+
+        train_background(args.run, mu=args.mu if args.mu is not None else 0.2, steps=args.background_steps)
+    ood_command(args.run, ood=args.ood or None, scores=scores, seed=args.seed, out=args.out,
+                background=args.background, ensemble=args.ensemble or None)
+    return 0
+
+
 # --- demo -----------------------------------------------------------------------
 DEMOS = ("likelihood-vs-probability",)
 
@@ -451,6 +479,38 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true", help="replace a feature net already in DIR")
     f.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress lines")
 
+    tr = sub.add_parser("translate", help="apply a trained translator (pix2pix, cyclegan) to domain-A inputs; "
+                        "writes translated.npy and a side-by-side grid translated.png")
+    tr.add_argument("run", help="a run of a translation model")
+    tr.add_argument("--input", default="test", help="a split of the run's data (train, val, test: its domain-A "
+                    "examples; with --reverse its domain-B ones) or a data file/folder on the run's data scale "
+                    "(default: test)")
+    tr.add_argument("--out", required=True, help="folder to write translated.npy and translated.png to")
+    tr.add_argument("--reverse", action="store_true", help="translate B -> A (models with both directions: cyclegan)")
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    od = sub.add_parser("ood", help="out-of-distribution detection: AUROC, AUPR, FPR@95%%TPR of the run's scores "
+                        "on its test split against OOD sets; one JSON line per (score, set)")
+    od.add_argument("run", help="a trained run (in-distribution = its test split)")
+    od.add_argument("--ood", action="append", metavar="NAME_OR_PATH",
+                    help="an OOD set, repeatable (default: every built-in set for the run's data): noise, constant, inverted, hflip, vflip, blur, shift, "
+                    "heldout-classes (digits); toy:NAME, shifted (2-D toys); or a data file on the run's data scale")
+    od.add_argument("--score", action="append", metavar="SCORE", help="nll, likelihood-ratio, typicality, "
+                    "input-complexity, ensemble, discriminator; repeatable or comma-separated (default: all that "
+                    "apply to the run's model)")
+    od.add_argument("--out", help="folder for the table and histograms (default: RUN/ood)")
+    od.add_argument("--background", metavar="RUN", help="background run of the likelihood-ratio score (default: "
+                    "RUN/ood/background, made by --train-background)")
+    od.add_argument("--train-background", dest="train_background", action="store_true",
+                    help="first train the likelihood-ratio background: the run's model on its training split with "
+                    "a share --mu of the pixels replaced by random levels")
+    od.add_argument("--mu", type=float, help="perturbation rate of the background's inputs (default: 0.2)")
+    od.add_argument("--background-steps", dest="background_steps", type=int,
+                    help="training steps of the background (default: the helper's short budget)")
+    od.add_argument("--ensemble", action="append", metavar="RUN", help="another run of the same model and data "
+                    "(different seed) for the ensemble score; repeatable")
+    od.add_argument("--seed", type=int, default=0, help="random seed of the built-in sets (default: 0)")
+
     dm = sub.add_parser("demo", help="demonstrations of the lecture notes' points, with numbers and pictures")
     dm.add_argument("name", choices=DEMOS, help="likelihood-vs-probability: the typical set of a 100-D Gaussian "
                     "and, with --run, of a trained model (high density is not high probability)")
@@ -464,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "sample": cmd_sample, "complete": cmd_complete,
             "restore": cmd_restore, "score": cmd_score, "compare": cmd_compare, "features": cmd_features,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "translate": cmd_translate, "ood": cmd_ood}
 
 
 def main(argv: list[str] | None = None) -> int:
