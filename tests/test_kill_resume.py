@@ -128,6 +128,25 @@ def test_checkpoint_every_writes_on_its_cadence(tmp_path):
     assert {7, 14, 21, 28, 30} <= set(steps)
 
 
+def test_checkpoint_minutes_writes_on_the_clock(tmp_path, monkeypatch):
+    from deepgen.training.config import TrainConfig
+    from deepgen.workflows import train as train_module
+
+    saved = []
+    original = train_module.RunWriter.checkpoint
+
+    def checkpoint(self, trainer, module):
+        saved.append(module.absolute_step)
+        return original(self, trainer, module)
+
+    monkeypatch.setattr(train_module.RunWriter, "checkpoint", checkpoint)
+    cfg = TrainConfig.from_dict({"model": "made", "data": "moons", "steps": 12, "eval_every": 100,
+                                 "checkpoint_minutes": 1e-9, "batch_size": 32, "model_params": {"hidden": 8}})
+    train_module.train(cfg, tmp_path / "r")
+    # every step is "a minute" later here; the last step is checkpointed by its validation and the end
+    assert saved[:11] == list(range(1, 12)) and set(saved[11:]) == {12}
+
+
 # --- the promise, end to end -------------------------------------------------------------------
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
     held = kill_and_resume(tmp_path, ["--model", "realnvp", "--data", "moons", "--steps", "240", "--eval-every", "100",
