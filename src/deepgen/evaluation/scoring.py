@@ -38,6 +38,24 @@ def prior_contexts(label_context: LabelContext | None, n: int, seed: int) -> tor
     return label_context.one_hot(label_context.sample_labels(n, g))
 
 
+def translator_scores(model, splits: Splits, split: str = "test", seed: int = 0, features=None) -> dict:
+    """A translator's figures: ``translation`` (:func:`deepgen.evaluation.translation.translation_scores`: MAE,
+    PSNR, label preservation, Frechet distance, cycle error, against the identity and oracle maps) and, for a
+    model with a density of domain B (mixture-align), its test NLL."""
+    from deepgen.evaluation.translation import translation_scores
+
+    result = {"model": model.name, "data": splits.spec.name, "split": split, "density": model.density,
+              "note": f"{model.name} is a translator: figures of its translations of the {split} split's domain-A "
+                      "examples"}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        result["translation"] = translation_scores(model, splits, split, seed=seed, features=features)
+    if model.density != "none" and model.can("log_prob"):
+        result.update(nll_summary(per_example_log_prob(model, splits.split(split), seed=seed), splits.spec))
+        result["units"] = units(splits.spec)
+    return result
+
+
 def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch_size: int = 256,
                 csv_path=None, k: int | None = None, label_context: LabelContext | None = None,
                 features=None, quality_samples: int | None = None) -> dict:
@@ -59,6 +77,8 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     (default: as many as ``split`` has).  Elsewhere ``sample_quality`` is {"note": why there are no
     such figures} (never figures on raw pixels).
     """
+    if model.can("translate"):
+        return translator_scores(model, splits, split, seed=seed, features=features)
     x = splits.split(split)
     conditional = model.is_conditional
     if conditional and label_context is None:

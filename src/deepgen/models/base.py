@@ -82,6 +82,9 @@ CAPABILITIES = {
                   "trick: fidelity for diversity)",
     "sample_log_prob": "sample_and_log_prob(n, context): differentiable samples with their log-density "
                        "(fits an unnormalised target exp(-U): variational inference)",
+    "fit_data": "fit_data(splits): a closed-form or EM fit on the whole training data (all splits' fields, e.g. a "
+                "translation task's ordered domain-A and domain-B sequences) before the gradient steps; called once by "
+                "training, after fit_preprocessing, not on resume",
     "translate": "translate(x, reverse=False): maps domain-A examples to domain B on the data scale (reverse=True: "
                  "B -> A where the model has both directions); the context of a translator is the domain-A "
                  "example itself, shape (n, *spec.shape)",

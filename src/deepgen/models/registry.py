@@ -46,6 +46,8 @@ BUILTIN_MODELS: dict[str, str] = {
     "bigan": "deepgen.models.adversarial.bigan:BiGAN",
     "aae": "deepgen.models.adversarial.aae:AAE",
     "vae-gan": "deepgen.models.adversarial.vae_gan:VAEGAN",
+    "pix2pix": "deepgen.models.translation.pix2pix:Pix2Pix",
+    "cyclegan": "deepgen.models.translation.cyclegan:CycleGAN",
 }
 _REGISTERED: dict[str, type] = {}
 

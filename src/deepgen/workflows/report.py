@@ -13,6 +13,7 @@ from deepgen.evaluation.plots import (
 )
 from deepgen.evaluation.latent_plots import latent_plane, plot_latent_map
 from deepgen.evaluation.scoring import score_model
+from deepgen.evaluation.translation import translation_grid
 from deepgen.evaluation.truncation import truncation_curve
 from deepgen.workflows.code_pictures import write_code_pictures
 from deepgen.evaluation.variational import plot_target_fit, score_target
@@ -177,7 +178,10 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     scores["parameters"] = model.num_parameters()
     write_json(out / SCORES_FILE, scores)
     pictures = []
-    if write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed, label_context=label_context):
+    if model.can("translate"):
+        if translation_grid(model, splits, out / TRANSLATIONS_FILE, seed=cfg.seed) is not None:
+            pictures.append(TRANSLATIONS_FILE)
+    elif write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed, label_context=label_context):
         pictures.append("samples.png")
     if splits.spec.is_image:
         plot_image_grid(splits.test[:100], out / "data.png", splits.spec.levels, f"{splits.spec.name} test data")
@@ -193,7 +197,15 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     pictures += write_representation_plots(model, splits, out, seed=cfg.seed, label_context=label_context)
     pictures += write_code_pictures(model, splits, out, seed=cfg.seed, label_context=label_context)
     if verbose:
-        if "nll_nats" in scores:
+        if "translation" in scores:
+            rows = scores["translation"]["rows"]
+            keys = [k for k in ("mae", "label_preservation", "frechet_distance", "map_error", "component_accuracy",
+                                "cycle_error") if isinstance(rows["model"].get(k), float)]
+            figure = "translations: " + ", ".join(
+                f"{k} {rows['model'][k]:.4g}" + (f" (identity {rows['identity'][k]:.4g})"
+                                                   if isinstance(rows["identity"].get(k), float) else "")
+                for k in keys)
+        elif "nll_nats" in scores:
             figure = f"test NLL {scores['nll_nats']:.4f} nats/example ({scores['bits_per_dim']:.4f} bits/dim)"
             if "classify_accuracy" in scores:
                 figure = (f"test NLL given the label {scores['nll_nats']:.4f} nats/example, marginal NLL "
@@ -215,6 +227,7 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
 
 
 TARGET_FIT_FILE = "target_fit.png"
+TRANSLATIONS_FILE = "translations.png"  # a translator's inputs, translations, truths (and cycles)
 
 
 def write_target_fit(model, target, out, seed: int = 0, title_suffix: str = "") -> Path:

@@ -53,7 +53,8 @@ from deepgen.training.state import STATE_FILE, load_training_state, save_trainin
 from deepgen.evaluation.variational import check_can_fit_target
 from deepgen.training.variational import target_loaders
 from deepgen.workflows.runlock import RunLock, acquire as acquire_run_lock
-from deepgen.workflows.report import SCORES_FILE, write_run_report, write_samples_plot, write_target_fit, write_target_report
+from deepgen.evaluation.translation import translation_grid
+from deepgen.workflows.report import SCORES_FILE, TRANSLATIONS_FILE, write_run_report, write_samples_plot, write_target_fit, write_target_report
 
 
 def is_rank_zero() -> bool:
@@ -253,6 +254,8 @@ class RunWriter(pl.Callback):
         suffix = f", step {module.absolute_step}"
         if self.target is not None:
             write_target_fit(module.model, self.target, self.out, seed=self.cfg.seed, title_suffix=suffix)
+        elif module.model.can("translate"):
+            translation_grid(module.model, self.splits, self.out / TRANSLATIONS_FILE, split="val", seed=self.cfg.seed)
         else:
             write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
                                title_suffix=suffix, label_context=self.label_context)
@@ -406,6 +409,9 @@ def translation_setup(cfg: TrainConfig, splits) -> dict | None:
                           "yours: aligned:PATH or a folder with trainA/ and trainB/; see README 'Translation')")
     if cfg.context:
         raise ConfigError(f"--context {cfg.context}: a translator's context is its domain-A input; drop --context")
+    if getattr(get_model_class(cfg.model), "needs_pairs", False) and not translation.paired:
+        raise ConfigError(f"--model {cfg.model} trains on paired data (row i of A is the partner of row i of B); "
+                          f"--data {cfg.data} is unpaired: use cyclegan")
     return translation.source
 
 
@@ -525,6 +531,8 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         check_can_fit_target(model, target)
     elif not resume:  # on resume the statistics come with the weights
         model.fit_preprocessing(splits.train)
+        if model.can("fit_data"):  # e.g. mixtures fitted by EM, then refined by the gradient steps
+            model.fit_data(splits)
     cfg.model_params = dict(model.params)
     ignore_file_size_signal()  # past `ulimit -f` a write fails with EFBIG (a one-line WriteError), not SIGXFSZ
     # only now, when data and model are known to be good: a refused run leaves no directory behind
