@@ -85,6 +85,8 @@ CAPABILITIES = {
     "fit_data": "fit_data(splits): a closed-form or EM fit on the whole training data (all splits' fields, e.g. a "
                 "translation task's ordered domain-A and domain-B sequences) before the gradient steps; called once by "
                 "training, after fit_preprocessing, not on resume",
+    "manipulate": "manipulate(x, **settings): x with a named attribute set to a value (e.g. angle=30), identity "
+                  "kept (puppet)",
     "translate": "translate(x, reverse=False): maps domain-A examples to domain B on the data scale (reverse=True: "
                  "B -> A where the model has both directions); the context of a translator is the domain-A "
                  "example itself, shape (n, *spec.shape)",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from deepgen.data import Splits, load_data
+from deepgen.data.subsets import exclude_classes
 from deepgen.data.context import LabelContext
 from deepgen.data.source import source_sha256
 from deepgen.errors import CheckpointError, ConfigError, DataError
@@ -88,6 +89,18 @@ class RunSplit:
     label_context: LabelContext | None
 
 
+def run_excluded_classes(run) -> list:
+    """The classes a run was trained without (``train.exclude_classes``; [] for none)."""
+    where = Path(run) / CONFIG_FILE
+    train = read_yaml(where).get("train") or {}
+    excluded = train.get("exclude_classes") if isinstance(train, dict) else None
+    if excluded is None:
+        return []
+    if not isinstance(excluded, list):
+        raise CheckpointError(f"{where}: train.exclude_classes is {type(excluded).__name__}; expected a list of classes")
+    return excluded
+
+
 def run_split(run, model_spec, data: str | None, labels: str | None, split: str) -> RunSplit:
     """The ``split`` of ``data`` (default: the data the run was trained on, with its label source), checked
     against the model's shape and levels and, for a conditional run, its classes; an empty split is an error."""
@@ -95,6 +108,8 @@ def run_split(run, model_spec, data: str | None, labels: str | None, split: str)
     data_name = data or recorded_data
     label_context = run_label_context(run)
     splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
+    if not data:  # the run's own data: without the classes it was trained without
+        splits = exclude_classes(splits, run_excluded_classes(run), "train.exclude_classes")
     check_compatible(model_spec, splits.spec, data_name)
     x = splits.split(split)
     if len(x) == 0:

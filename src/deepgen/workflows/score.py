@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepgen.data import load_data
+from deepgen.data.subsets import exclude_classes
+from deepgen.errors import ConfigError
 from deepgen.data.energy import load_target
 from deepgen.evaluation.scoring import score_model
 from deepgen.evaluation.variational import check_can_fit_target, score_target
 from deepgen.models.pretrained import load_model
-from deepgen.workflows.runs import check_compatible, check_same_classes, run_data_source, run_label_context
+from deepgen.workflows.runs import (check_compatible, check_same_classes, run_data_source, run_excluded_classes,
+                                   run_label_context)
 
 
 def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, batch_size: int = 256,
               iw_samples: int | None = None, csv: str | None = None, labels: str | None = None,
-              features: str | None = None, quality_samples: int | None = None) -> dict:
+              features: str | None = None, quality_samples: int | None = None,
+              alignment_training: bool = False) -> dict:
     """Score run ``run`` on ``split`` of ``data`` (default: the data it was trained on).
 
     Writes per-example log-likelihoods to ``csv`` (default RUN/scores-DATA-SPLIT.csv) when the
@@ -35,7 +39,11 @@ def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, 
         return score_target(model, target, seed=seed)
     label_context = run_label_context(run)
     splits = load_data(data_name, labels=labels if data else (labels or recorded_labels))
+    if not data:  # the run's own data: without the classes it was trained without (--exclude-classes)
+        splits = exclude_classes(splits, run_excluded_classes(run), "train.exclude_classes")
     check_compatible(model.spec, splits.spec, data_name)
+    if alignment_training and not model.can("translate"):
+        raise ConfigError(f"--alignment-training: {model.name} is not a translator (pix2pix, cyclegan, ...)")
     if label_context is not None:
         check_same_classes(label_context, splits.classes, data_name)
     csv_path = Path(csv) if csv else Path(run) / f"scores-{splits.spec.name}-{split}.csv"
@@ -45,6 +53,10 @@ def score_run(run, data: str | None = None, split: str = "test", seed: int = 0, 
                          **kwargs)
     if model.density != "none":
         result["per_example_csv"] = str(csv_path)
+    if alignment_training:
+        from deepgen.evaluation.alignment_training import alignment_for_training
+
+        result["alignment_for_training"] = alignment_for_training(model, splits, seed=seed)
     return result
 
 
@@ -54,7 +66,6 @@ def train_features(data: str, out, labels: str | None = None, seed: int = 0, ste
     ``labels``, as for train) and write ``out``/feature-net.safetensors and feature-net.json (settings,
     accuracy per split, SHA-256): the feature space ``score --features OUT`` measures sample quality in.
     Returns the record written."""
-    from deepgen.errors import ConfigError
     from deepgen.evaluation.sample_quality import TRAIN_SETTINGS, net_paths, save_feature_net, train_feature_net
 
     if not overwrite and any(p.exists() for p in net_paths(Path(out) / "feature-net")):
