@@ -42,6 +42,7 @@ def translator_scores(model, splits: Splits, split: str = "test", seed: int = 0,
     """A translator's figures: ``translation`` (:func:`deepgen.evaluation.translation.translation_scores`: MAE,
     PSNR, label preservation, Frechet distance, cycle error, against the identity and oracle maps) and, for a
     model with a density of domain B (mixture-align), its test NLL."""
+    from deepgen.evaluation.alignment import alignment_scores, is_mixture_task
     from deepgen.evaluation.translation import translation_scores
 
     result = {"model": model.name, "data": splits.spec.name, "split": split, "density": model.density,
@@ -50,6 +51,8 @@ def translator_scores(model, splits: Splits, split: str = "test", seed: int = 0,
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         result["translation"] = translation_scores(model, splits, split, seed=seed, features=features)
+        if is_mixture_task(splits):  # the 2-D mixture task: matching judged by its Bayes classifier
+            result["alignment"] = alignment_scores(model, splits, split, seed=seed)
     if model.density != "none" and model.can("log_prob"):
         result.update(nll_summary(per_example_log_prob(model, splits.split(split), seed=seed), splits.spec))
         result["units"] = units(splits.spec)

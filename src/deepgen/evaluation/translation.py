@@ -73,12 +73,27 @@ def sources(splits: Splits, split: str) -> torch.Tensor:
     return tr.source[split]
 
 
+def translators() -> list[str]:
+    """Names of the registered models with capability "translate"."""
+    from deepgen.models.registry import get_model_class, model_names
+
+    names = []
+    for name in model_names():
+        try:
+            cls = get_model_class(name)
+        except ImportError:  # a model whose optional module is missing cannot be offered
+            continue
+        if "translate" in getattr(cls, "capabilities", ()):
+            names.append(name)
+    return names
+
+
 def check_translator(model) -> None:
     """``model`` has capability "translate" (a ConfigError naming it otherwise)."""
     if "translate" not in getattr(model, "capabilities", ()):
         name = getattr(model, "name", type(model).__name__)
-        raise ConfigError(f"model {name} cannot translate (no capability 'translate'); translators: pix2pix, "
-                          "cyclegan")
+        raise ConfigError(f"model {name} cannot translate (no capability 'translate'); translators: "
+                          f"{', '.join(translators())}")
 
 
 @torch.no_grad()

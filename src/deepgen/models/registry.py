@@ -48,6 +48,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "vae-gan": "deepgen.models.adversarial.vae_gan:VAEGAN",
     "pix2pix": "deepgen.models.translation.pix2pix:Pix2Pix",
     "cyclegan": "deepgen.models.translation.cyclegan:CycleGAN",
+    "mixture-align": "deepgen.models.translation.mixture_align:MixtureAlign",
 }
 _REGISTERED: dict[str, type] = {}
 

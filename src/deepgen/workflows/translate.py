@@ -20,7 +20,7 @@ from pathlib import Path
 from deepgen.data import is_file_source, load_data
 from deepgen.data.spec import SPLITS, validate_array
 from deepgen.errors import ConfigError, DataError
-from deepgen.evaluation.translation import can_reverse, plot_translation_pairs, translate_all, translation_of
+from deepgen.evaluation.translation import can_reverse, plot_translation_pairs, translate_all, translation_of, translators
 from deepgen.io import atomic_group
 from deepgen.models.pretrained import load_model
 from deepgen.workflows.runs import check_compatible, run_data_source
@@ -28,21 +28,6 @@ from deepgen.workflows.sample import write_arrays
 
 MAX_PICTURE = 64
 ARRAY_FILE, PICTURE_FILE = "translated.npy", "translated.png"
-
-
-def translators() -> list[str]:
-    """Names of the registered models with capability "translate"."""
-    from deepgen.models.registry import get_model_class, model_names
-
-    names = []
-    for name in model_names():
-        try:
-            cls = get_model_class(name)
-        except ImportError:  # a model whose optional module is missing cannot be offered
-            continue
-        if "translate" in getattr(cls, "capabilities", ()):
-            names.append(name)
-    return names
 
 
 def input_examples(run, model, source: str, reverse: bool):
