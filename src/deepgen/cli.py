@@ -235,7 +235,9 @@ def cmd_translate(args) -> int:
     from deepgen.io import strict_json
     from deepgen.workflows.translate import translate_run
 
-    summary = translate_run(args.run, args.input, args.out, reverse=args.reverse, seed=args.seed)
+    settings = dict(_parse_param(p) for p in args.set or [])
+    summary = translate_run(args.run, args.input, args.out, reverse=args.reverse, seed=args.seed,
+                            settings=settings or None)
     print(strict_json(summary))
     return 0
 
@@ -490,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: test)")
     tr.add_argument("--out", required=True, help="folder to write translated.npy and translated.png to")
     tr.add_argument("--reverse", action="store_true", help="translate B -> A (models with both directions: cyclegan)")
+    tr.add_argument("--set", action="append", metavar="NAME=VALUE", help="set an attribute of the inputs instead "
+                    "(models that manipulate attributes: puppet, e.g. --set angle=30); repeatable")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
     od = sub.add_parser("ood", help="out-of-distribution detection: AUROC, AUPR, FPR@95%%TPR of the run's scores "

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from deepgen.data import is_file_source, load_data
 from deepgen.data.spec import SPLITS, validate_array
 from deepgen.errors import ConfigError, DataError
@@ -36,6 +38,8 @@ def input_examples(run, model, source: str, reverse: bool):
         data, labels = run_data_source(run)
         splits = load_data(data, labels=labels)
         check_compatible(model.spec, splits.spec, data)
+        if not model.can("translate"):  # a model that manipulates attributes: the split's own examples
+            return splits.split(source), (splits.spec.name, splits.spec.name)
         tr = translation_of(splits)
         dom_a, dom_b = tr.domains
         if reverse:
@@ -53,13 +57,16 @@ def input_examples(run, model, source: str, reverse: bool):
     return x, (("B", "A") if reverse else ("A", "B"))
 
 
-def translate_run(run, input: str, out, reverse: bool = False, seed: int = 0) -> dict:
+def translate_run(run, input: str, out, reverse: bool = False, seed: int = 0, settings: dict | None = None) -> dict:
     """Translate ``input`` (see the module docstring) with run ``run`` and write ``out``/translated.npy and
-    ``out``/translated.png; returns a summary (n, direction, paths)."""
+    ``out``/translated.png; returns a summary (n, direction, paths).  ``settings`` (``--set NAME=VALUE``):
+    instead, set those attributes of the inputs (``model.manipulate``, e.g. puppet's ``angle``)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; expected a directory for {ARRAY_FILE} and {PICTURE_FILE}")
     model = load_model(run)
+    if settings or (model.can("manipulate") and not model.can("translate")):
+        return _manipulate_run(run, model, str(input), out, reverse, seed, settings or {})
     if not model.can("translate"):
         raise ConfigError(f"run '{run}': model {model.name} does not translate; models that do: "
                           f"{', '.join(translators())}")
@@ -79,6 +86,37 @@ def translate_run(run, input: str, out, reverse: bool = False, seed: int = 0) ->
     return {"run": str(run), "input": str(input), "n": len(x), "direction": f"{src} -> {dst}",
             "reverse": bool(reverse), "seed": seed, "translated": str(arrays),
             "picture": str(picture) if fig is not None else None,
+            "units": "the data's own scale" + ("" if model.spec.levels is None
+                                               else f" (integer levels 0..{model.spec.levels - 1})")}
+
+
+def _manipulate_run(run, model, input: str, out: Path, reverse: bool, seed: int, settings: dict) -> dict:
+    """``deepgen translate RUN --set NAME=VALUE``: the inputs with attributes set (capability "manipulate")."""
+    if not model.can("manipulate"):
+        raise ConfigError(f"--set: model {model.name} (run '{run}') has no attributes to set; puppet has "
+                          "(e.g. --set angle=30)")
+    if not settings:
+        raise ConfigError(f"model {model.name} (run '{run}') sets attributes: give --set NAME=VALUE, e.g. --set angle=30")
+    if reverse:
+        raise ConfigError("--reverse does not apply with --set")
+    x, (src, _) = input_examples(run, model, input, False)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            y = model.manipulate(x, **settings)
+        model.train(was)
+    what = ", ".join(f"{k}={v}" for k, v in settings.items())
+    arrays, picture = out / ARRAY_FILE, out / PICTURE_FILE
+    out.mkdir(parents=True, exist_ok=True)
+    k = min(len(x), MAX_PICTURE)
+    with atomic_group():
+        write_arrays(arrays, ".npy", y, model.spec, None)
+        fig = plot_translation_pairs(x[:k], y[:k], picture, model.spec, f"{model.name}: {src} with {what}, {k} of "
+                                     f"{len(x)} examples of {input}", names=(f"input ({src})", f"with {what}"))
+    return {"run": str(run), "input": input, "n": len(x), "settings": dict(settings), "seed": seed,
+            "translated": str(arrays), "picture": str(picture) if fig is not None else None,
             "units": "the data's own scale" + ("" if model.spec.levels is None
                                                else f" (integer levels 0..{model.spec.levels - 1})")}
 
