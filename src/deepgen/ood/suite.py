@@ -96,8 +96,10 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
     ood = list(ood) if ood else default_sets(splits.spec, exclude)
     if len(set(ood)) != len(ood):
         raise ConfigError(f"--ood: a set is named twice ({', '.join(ood)})")
-    sets = {name: make_set(name, splits, seed=seed, exclude_classes=exclude) for name in ood}
     kept = exclude_classes(splits, exclude, "train.exclude_classes")  # the classes the run was trained on
+    # shifted copies of the in-distribution test split (the kept classes); heldout-classes: the others
+    sets = {name: make_set(name, splits if name == "heldout-classes" else kept, seed=seed, exclude_classes=exclude)
+            for name in ood}
     x_train, x_test = kept.train, kept.test
 
     lines, tables = [], {}
