@@ -11,7 +11,9 @@ commit journal and the finiteness check of every checkpoint), against the same r
 check replaced by a no-op (``NonFiniteGuard.check_update`` returning False: nothing checked, nothing
 skipped).  The two variants alternate, ``--rounds`` times each, in one process, so a busy machine slows
 both alike; the figure is the ratio of the medians of ``train_steps_per_s`` (the training loop only,
-from scores.json).  A third variant adds ``--checkpoint-every 50`` to show what extra checkpoints cost.
+from scores.json).  As that ratio is noisy on a busy machine, the script also times every call of the
+check itself inside the checked runs and reports its share of the training loop's time ("in checks"), a
+figure the machine's load scales alike in numerator and denominator.  A third variant adds ``--checkpoint-every 50`` to show what extra checkpoints cost.
 The last line of stdout is one JSON object with every timing.
 """
 
@@ -22,6 +24,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -31,17 +34,33 @@ from deepgen.training.nonfinite import NonFiniteGuard
 from deepgen.workflows.train import train
 
 
-def one_run(model: str, data: str, steps: int, variant: str, out: Path) -> float:
+IN_CHECKS = {"seconds": 0.0}
+
+
+def _timed_check(original):
+    def check_update(self, module, optimizer, loss, terms):
+        t0 = time.perf_counter()
+        try:
+            return original(self, module, optimizer, loss, terms)
+        finally:
+            IN_CHECKS["seconds"] += time.perf_counter() - t0
+    return check_update
+
+
+def one_run(model: str, data: str, steps: int, variant: str, out: Path) -> tuple[float, float]:
+    """(training steps/s, share of the training loop spent inside the per-update checks)."""
     cfg = TrainConfig.from_dict({"model": model, "data": data, "steps": steps, "eval_every": steps,
                                  "checkpoint_every": 50 if variant == "checkpoint-every-50" else 0})
     original = NonFiniteGuard.check_update
-    if variant == "unchecked":
-        NonFiniteGuard.check_update = lambda self, module, optimizer, loss, terms: False
+    NonFiniteGuard.check_update = (_timed_check(original) if variant != "unchecked"
+                                   else lambda self, module, optimizer, loss, terms: False)
+    IN_CHECKS["seconds"] = 0.0
     try:
         scores = train(cfg, out, overwrite=True)
     finally:
         NonFiniteGuard.check_update = original
-    return float(scores["train_steps_per_s"])
+    rate = float(scores["train_steps_per_s"])
+    return rate, IN_CHECKS["seconds"] / (steps / rate)
 
 
 def main() -> int:
@@ -61,20 +80,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
             rates = {v: [] for v in variants}
+            shares = []
             for r in range(args.rounds):
                 for v in variants:
-                    rates[v].append(one_run(model, args.data, args.steps, v, Path(tmp) / f"{model}-{v}"))
-                    print(f"{model} round {r + 1}/{args.rounds} {v}: {rates[v][-1]:.1f} steps/s", file=sys.stderr)
+                    rate, share = one_run(model, args.data, args.steps, v, Path(tmp) / f"{model}-{v}")
+                    rates[v].append(rate)
+                    if v == "checked":
+                        shares.append(share)
+                    print(f"{model} round {r + 1}/{args.rounds} {v}: {rate:.1f} steps/s", file=sys.stderr)
             med = {v: statistics.median(x) for v, x in rates.items()}
             results[model] = {"steps_per_s": rates, "median_steps_per_s": med,
+                              "share_in_checks_pct": 100.0 * statistics.median(shares),
                               "overhead_checks_pct": 100.0 * (med["unchecked"] / med["checked"] - 1.0),
                               "overhead_checkpoint_every_50_pct":
                                   100.0 * (med["checked"] / med["checkpoint-every-50"] - 1.0)}
-    print(f"{'model':<10} {'checked':>10} {'unchecked':>10} {'ckpt/50':>10} {'checks cost':>12} {'ckpt/50 cost':>13}")
+    print(f"{'model':<10} {'checked':>10} {'unchecked':>10} {'ckpt/50':>10} {'checks cost':>12} "
+          f"{'in checks':>10} {'ckpt/50 cost':>13}")
     for model, r in results.items():
         m = r["median_steps_per_s"]
         print(f"{model:<10} {m['checked']:>10.1f} {m['unchecked']:>10.1f} {m['checkpoint-every-50']:>10.1f} "
-              f"{r['overhead_checks_pct']:>11.2f}% {r['overhead_checkpoint_every_50_pct']:>12.2f}%")
+              f"{r['overhead_checks_pct']:>11.2f}% {r['share_in_checks_pct']:>9.2f}% "
+              f"{r['overhead_checkpoint_every_50_pct']:>12.2f}%")
     print(json.dumps({"steps": args.steps, "rounds": args.rounds, "threads": args.threads, "data": args.data,
                       "results": results}))
     return 0
