@@ -59,6 +59,22 @@ def translator_scores(model, splits: Splits, split: str = "test", seed: int = 0,
     return result
 
 
+def manipulator_scores(model, splits: Splits, split: str = "test", seed: int = 0) -> dict:
+    """A model that sets attributes (puppet): ``puppet`` (:func:`deepgen.evaluation.puppet.puppet_scores`:
+    attribute error read back by the model and by an independent regressor, MAE against the true rotation,
+    label preservation; against the identity and oracle maps) and its sample metrics."""
+    from deepgen.evaluation.puppet import puppet_scores
+
+    result = {"model": model.name, "data": splits.spec.name, "split": split, "density": model.density,
+              "note": f"{model.name} sets attributes of real examples (deepgen translate RUN --set angle=30)"}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        if splits.has_labels:
+            result["puppet"] = puppet_scores(model, splits, split, seed=seed)
+        result.update(sample_scores(model, splits, split, seed=seed))
+    return result
+
+
 def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch_size: int = 256,
                 csv_path=None, k: int | None = None, label_context: LabelContext | None = None,
                 features=None, quality_samples: int | None = None) -> dict:
@@ -82,6 +98,8 @@ def score_model(model, splits: Splits, split: str = "test", seed: int = 0, batch
     """
     if model.can("translate"):
         return translator_scores(model, splits, split, seed=seed, features=features)
+    if model.can("manipulate"):
+        return manipulator_scores(model, splits, split, seed=seed)
     x = splits.split(split)
     conditional = model.is_conditional
     if conditional and label_context is None:

@@ -49,6 +49,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "pix2pix": "deepgen.models.translation.pix2pix:Pix2Pix",
     "cyclegan": "deepgen.models.translation.cyclegan:CycleGAN",
     "mixture-align": "deepgen.models.translation.mixture_align:MixtureAlign",
+    "puppet": "deepgen.models.translation.puppet:PuppetGAN",
 }
 _REGISTERED: dict[str, type] = {}
 

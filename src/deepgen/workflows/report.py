@@ -13,6 +13,7 @@ from deepgen.evaluation.plots import (
 )
 from deepgen.evaluation.latent_plots import latent_plane, plot_latent_map
 from deepgen.evaluation.scoring import score_model
+from deepgen.evaluation.puppet import plot_manipulations
 from deepgen.evaluation.translation import translation_grid
 from deepgen.evaluation.truncation import truncation_curve
 from deepgen.workflows.code_pictures import write_code_pictures
@@ -183,6 +184,9 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
             pictures.append(TRANSLATIONS_FILE)
     elif write_samples_plot(model, splits, out / "samples.png", seed=cfg.seed, label_context=label_context):
         pictures.append("samples.png")
+    if model.can("manipulate") and splits.spec.is_image:
+        plot_manipulations(model, splits.split("val")[:6], out / MANIPULATIONS_FILE)
+        pictures.append(MANIPULATIONS_FILE)
     if splits.spec.is_image:
         plot_image_grid(splits.test[:100], out / "data.png", splits.spec.levels, f"{splits.spec.name} test data")
         pictures.append("data.png")
@@ -197,7 +201,11 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
     pictures += write_representation_plots(model, splits, out, seed=cfg.seed, label_context=label_context)
     pictures += write_code_pictures(model, splits, out, seed=cfg.seed, label_context=label_context)
     if verbose:
-        if "translation" in scores:
+        if "puppet" in scores:
+            mean = scores["puppet"].get("mean", {}) if isinstance(scores["puppet"], dict) else {}
+            figure = "attribute manipulation: " + ", ".join(
+                f"{k} {v:.4g}" for k, v in (mean.get("model") or {}).items() if isinstance(v, float))
+        elif "translation" in scores:
             rows = scores["translation"]["rows"]
             keys = [k for k in ("mae", "label_preservation", "frechet_distance", "map_error", "component_accuracy",
                                 "cycle_error") if isinstance(rows["model"].get(k), float)]
@@ -227,7 +235,8 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
 
 
 TARGET_FIT_FILE = "target_fit.png"
-TRANSLATIONS_FILE = "translations.png"  # a translator's inputs, translations, truths (and cycles)
+TRANSLATIONS_FILE = "translations.png"
+MANIPULATIONS_FILE = "manipulations.png"  # puppet: validation digits with the attribute swept  # a translator's inputs, translations, truths (and cycles)
 
 
 def write_target_fit(model, target, out, seed: int = 0, title_suffix: str = "") -> Path:
