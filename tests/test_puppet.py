@@ -222,3 +222,27 @@ def test_scores_put_the_baselines_where_they_belong(digits):
     with pytest.raises(ConfigError, match="no capability 'manipulate'"):
         from deepgen.models.registry import build_model
         puppet_scores(build_model("gan", digits.spec, {}), digits)
+
+
+def test_translate_set_writes_the_manipulated_split_and_refuses_misuse(digits, tmp_path):
+    """`deepgen translate RUN --set angle=30` = model.manipulate(test digits, angle=30), on the data scale."""
+    import numpy as np
+
+    from deepgen.workflows.train import train
+    from deepgen.workflows.translate import translate_run
+
+    cfg = TrainConfig.from_dict({"model": "puppet", "data": "digits", "steps": 2, "eval_every": 2,
+                                 "batch_size": 16, "model_params": SMALL})
+    train(cfg, tmp_path / "run")
+    summary = translate_run(tmp_path / "run", "test", tmp_path / "out", settings={"angle": 30})
+    assert summary["settings"] == {"angle": 30} and summary["n"] == len(digits.test)
+    written = torch.from_numpy(np.load(tmp_path / "out" / "translated.npy"))
+    model = load_model(tmp_path / "run").eval()
+    with torch.no_grad():
+        expected = model.manipulate(digits.test, angle=30)
+    assert torch.equal(written.float(), expected.float())
+    assert (tmp_path / "out" / "translated.png").is_file()
+    with pytest.raises(ConfigError, match="give --set NAME=VALUE"):
+        translate_run(tmp_path / "run", "test", tmp_path / "out2")
+    with pytest.raises(ConfigError, match="--reverse does not apply with --set"):
+        translate_run(tmp_path / "run", "test", tmp_path / "out3", reverse=True, settings={"angle": 10})
