@@ -118,3 +118,17 @@ def load_frozen(run_dir) -> tuple[Any, dict]:
         p.requires_grad_(False)
     record = {"run": str(run_dir), "model": model.name, "weights_sha256": file_sha256(run_dir / WEIGHTS_FILE)}
     return model.eval(), record
+
+
+def run_label_context(run):
+    """The label context a run was trained with (``context: label``; a LabelContext), or None."""
+    from deepgen.data.context import LabelContext
+
+    path = Path(run)
+    if path.is_file():
+        path = path.parent
+    block = read_yaml(path / CONFIG_FILE).get("context")
+    if block is not None and not isinstance(block, dict):
+        raise CheckpointError(f"{path / CONFIG_FILE}: field 'context' is {type(block).__name__}; expected a mapping "
+                              "(the run's label context)")
+    return None if block is None else LabelContext.from_dict(block, str(path / CONFIG_FILE))

@@ -27,7 +27,7 @@ from deepgen.errors import CheckpointError, ConfigError, DataError, unknown_name
 from deepgen.io import read_yaml
 from deepgen.models.adversarial.gan import GAN
 from deepgen.models.base import GenerativeModel
-from deepgen.models.pretrained import CONFIG_FILE, load_model
+from deepgen.models.pretrained import CONFIG_FILE, load_model, run_label_context
 import deepgen.ood.scores as S
 
 SCORES = {
@@ -60,14 +60,10 @@ def load_run(run) -> RunInfo:
     if path.is_file():
         path = path.parent
     model = load_model(path)
-    cfg = read_yaml(path / CONFIG_FILE)
-    train, block = cfg.get("train") or {}, cfg.get("context")
+    train = read_yaml(path / CONFIG_FILE).get("train") or {}
     if not isinstance(train, dict):
         raise CheckpointError(f"{path / CONFIG_FILE}: field 'train' is {type(train).__name__}; expected a mapping")
-    if block is not None and not isinstance(block, dict):
-        raise CheckpointError(f"{path / CONFIG_FILE}: field 'context' is {type(block).__name__}; expected a mapping")
-    context = None if block is None else LabelContext.from_dict(block, str(path / CONFIG_FILE))
-    return RunInfo(model, context, train, path)
+    return RunInfo(model, run_label_context(path), train, path)
 
 
 def _as_run(run_or_model, label_context=None) -> RunInfo:

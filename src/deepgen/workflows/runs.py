@@ -16,21 +16,9 @@ from deepgen.data.source import source_sha256
 from deepgen.errors import CheckpointError, ConfigError, DataError
 from deepgen.evaluation.plots import PICTURE_FORMATS
 from deepgen.io import read_yaml
-from deepgen.models.pretrained import CONFIG_FILE, model_config
+from deepgen.models.pretrained import CONFIG_FILE, model_config, run_label_context  # noqa: F401 (re-exported)
 
 ARRAY_OR_PICTURE_FORMATS = PICTURE_FORMATS + (".npz",)
-
-
-def run_label_context(run) -> LabelContext | None:
-    """The label context a run was trained with (``context: label``), or None."""
-    path = Path(run)
-    if path.is_file():
-        path = path.parent
-    block = read_yaml(path / CONFIG_FILE).get("context")
-    if block is not None and not isinstance(block, dict):
-        raise CheckpointError(f"{path / CONFIG_FILE}: field 'context' is {type(block).__name__}; expected a mapping "
-                              "(the run's label context)")
-    return None if block is None else LabelContext.from_dict(block, str(path / CONFIG_FILE))
 
 
 def run_data_source(run) -> tuple[str, str | None]:
