@@ -36,11 +36,12 @@ def test_format_duration():
 def test_log_line_has_step_share_figures_speed_and_eta():
     stream = io.StringIO()
     bar = StepProgress(total=10, initial=0, interval=0.0, stream=stream)
-    trainer = fake_trainer(**{"train/loss": 2.3456, "val/nll_nats": 2.4})
+    trainer = fake_trainer(**{"val/nll_nats": 2.4})
+    terms = {"train/loss": torch.tensor(2.3456), "train/nll": torch.tensor(2.3)}  # the module's last step
     bar.on_train_start(trainer, None)
     bar.on_validation_end(trainer, None)
     for step in (1, 2):
-        bar.on_train_batch_end(trainer, SimpleNamespace(absolute_step=step), None, None, step - 1)
+        bar.on_train_batch_end(trainer, SimpleNamespace(absolute_step=step, train_terms=terms), None, None, step - 1)
     lines = stream.getvalue().splitlines()
     assert lines[0] == "step 0/10 (0%)  start"
     assert re.fullmatch(rf"step 2/10 \(20%\)  loss 2\.346  val/nll_nats 2\.4  {NUMBER} steps/s  ETA \S+", lines[-1])
@@ -49,11 +50,14 @@ def test_log_line_has_step_share_figures_speed_and_eta():
 def test_bar_on_a_terminal():
     stream = Terminal()
     bar = StepProgress(total=10, initial=4, stream=stream)
-    trainer = fake_trainer(**{"train/generator_loss": 0.7, "train/discriminator_loss": 1.3})
-    bar.on_train_start(trainer, None)
+    trainer = fake_trainer()
+    module = SimpleNamespace(train_terms={"train/generator_loss": torch.tensor(0.7),
+                                          "train/discriminator_loss": torch.tensor(1.3)})
+    bar.on_train_start(trainer, module)
     for step in (5, 6):
-        bar.on_train_batch_end(trainer, SimpleNamespace(absolute_step=step), None, None, 0)
-    bar.on_train_end(trainer, None)
+        module.absolute_step = step
+        bar.on_train_batch_end(trainer, module, None, None, 0)
+    bar.on_train_end(trainer, module)
     text = stream.getvalue()
     assert "\r" in text and "6/10" in text and "generator_loss=0.7" in text and "step 0/" not in text
 

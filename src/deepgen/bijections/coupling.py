@@ -43,11 +43,25 @@ class AffineCoupling(Bijection):
         return s * free, t * free
 
     def forward(self, x, context=None):
+        if isinstance(self.conditioner, KeptToFree):  # the same map, computed on the free coordinates only
+            free = self.conditioner.free
+            s, t = self.conditioner.scale_shift(x, context)
+            if not self.affine:
+                return x.index_copy(1, free, x.index_select(1, free) + t), x.new_zeros(len(x))
+            s = self.scale_bound * torch.tanh(s / self.scale_bound)
+            return x.index_copy(1, free, x.index_select(1, free) * torch.exp(s) + t), s.sum(1)
         s, t = self._scale_shift(x * self.mask, context)
         y = x * torch.exp(s) + t  # s = t = 0 where mask = 1
         return y, sum_except_batch(s)
 
     def inverse(self, y, context=None):
+        if isinstance(self.conditioner, KeptToFree):
+            free = self.conditioner.free
+            s, t = self.conditioner.scale_shift(y, context)
+            if not self.affine:
+                return y.index_copy(1, free, y.index_select(1, free) - t), y.new_zeros(len(y))
+            s = self.scale_bound * torch.tanh(s / self.scale_bound)
+            return y.index_copy(1, free, (y.index_select(1, free) - t) * torch.exp(-s)), -s.sum(1)
         s, t = self._scale_shift(y * self.mask, context)
         x = (y - t) * torch.exp(-s)
         return x, -sum_except_batch(s)
@@ -68,8 +82,12 @@ class KeptToFree(nn.Module):
         self.dim = mask.numel()
         self.net = net
 
+    def scale_shift(self, x, context=None):
+        """(s, t) of the free coordinates, (B, #free) each (s before the coupling's bound)."""
+        return self.net(x.index_select(1, self.kept), context).chunk(2, dim=1)
+
     def forward(self, x, context=None):
-        s, t = self.net(x[:, self.kept], context).chunk(2, dim=1)
+        s, t = self.scale_shift(x, context)
         out = x.new_zeros(x.shape[0], 2 * self.dim)
         out[:, self.free] = s
         out[:, self.dim + self.free] = t

@@ -20,6 +20,7 @@ from deepgen.models.registry import build_model
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
+BEST_DIR = "best"  # keep: best -- the weights of the lowest validation NLL so far (a loadable model directory)
 
 
 def save_model(model, directory, extra: dict | None = None) -> Path:

@@ -74,12 +74,13 @@ from deepgen.models.base import unpack_batch
 from deepgen.models.players import check_players
 from deepgen.training.rng import get_rng_states, set_rng_states
 from deepgen.training.nonfinite import NonFiniteGuard
-from deepgen.training.sampler import StepBatches
+from deepgen.training.sampler import StepBatches, batch_loader
 from deepgen.training.schedule import make_optimizer
 
 
 class AdversarialModule(pl.LightningModule):
-    """Turn-based updates of the model's players; logs train/<player>_loss and each player's diagnostics."""
+    """Turn-based updates of the model's players; keeps train/<player>_loss and each player's diagnostics
+    of the last step as ``train_terms`` (the run writer logs them every ``log_every`` steps)."""
 
     def __init__(self, model, cfg, step_offset: int = 0, optimizer_states: list | None = None):
         super().__init__()
@@ -95,6 +96,7 @@ class AdversarialModule(pl.LightningModule):
         self._val_x: list = []
         self._val_context: list = []
         self._update = None  # (loss, terms) of the update about to be applied
+        self.train_terms: dict = {}  # "train/<player>_<term>" -> the last step's value (a detached tensor)
         self.guard = NonFiniteGuard(cfg)
         # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
         self.last_saved_step: int | None = None
@@ -119,17 +121,17 @@ class AdversarialModule(pl.LightningModule):
 
     # --- training -----------------------------------------------------------------
     def _extra_loader(self):
-        """The loader of the extra batches: the training loader itself under DDP (its distributed
-        sampler), else the same data in stream 1 of :class:`StepBatches`, at the position this step
-        implies (every training step draws ``sum(steps) - players`` extra batches)."""
+        """The loader of the extra batches: the same data in stream 1 of :class:`StepBatches`, at the position
+        this step implies (every training step draws ``sum(steps) - players`` extra batches); a loader
+        without that order (a target's) is reused as it is."""
         loader = self.trainer.train_dataloader
-        sampler = getattr(loader, "batch_sampler", None)
-        if not isinstance(sampler, StepBatches):
+        order = getattr(loader, "sampler", None)
+        if not isinstance(order, StepBatches):
             return loader
         per_step = sum(p.steps - 1 for p in self.players)
-        stream = StepBatches(sampler.n, sampler.batch_size, sampler.seed, start=self.absolute_step * per_step,
-                             stream=1, drop_last=sampler.drop_last)
-        return torch.utils.data.DataLoader(loader.dataset, batch_sampler=stream, generator=torch.Generator())
+        stream = StepBatches(order.n, order.batch_size, order.seed, start=self.absolute_step * per_step,
+                             stream=1, drop_last=order._drop_last)
+        return batch_loader(loader.dataset, stream, pin_memory=loader.pin_memory)
 
     def _next_real_batch(self):
         """The next batch of a second iterator over the training data, on this module's device."""
@@ -146,7 +148,7 @@ class AdversarialModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
-        n = len(unpack_batch(batch)[0])
+        terms = {}
         total = sum(p.steps for p in self.players)
         done = 0
         shared = self.model.adversarial_forward(batch)
@@ -167,10 +169,10 @@ class AdversarialModule(pl.LightningModule):
                 if player.after_step is not None:
                     player.after_step()
             self.untoggle_optimizer(opt)
-            self.log(f"train/{player.name}_loss", out["loss"].detach(), prog_bar=True, batch_size=n)
-            for key, value in out.items():
-                if key != "loss":
-                    self.log(f"train/{player.name}_{key}", value, batch_size=n)
+            for key, value in out.items():  # logged every log_every steps by the run writer
+                if torch.is_tensor(value):
+                    terms[f"train/{player.name}_{key}"] = value.detach()
+        self.train_terms = terms
         for sched in self._schedulers():
             sched.step()
 

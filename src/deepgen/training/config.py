@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ KEEPS = ("last", "best")  # which weights a run keeps: the last step's, or those
 # Fallback if Lightning's private precision lists move (lightning 2.x).
 _PRECISIONS_FALLBACK = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
                         "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16")
+# Lightning strategies that need no lookup (the rest of StrategyRegistry is checked by importing Lightning).
+COMMON_STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "single_device", "fsdp", "deepspeed",
+                     "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false")
 SEED_MAX = 2**32 - 1  # numpy / Lightning accept seeds in [0, 2^32 - 1]
 
 # The ``deepgen train`` flag of each field that has one (for error messages and ``--help``).
@@ -120,9 +124,10 @@ class TrainConfig:
         the run directory.
         """
         where = "" if source in ("config", "command line") else f"{source}: "
-        try:
+        try:  # the checks that import nothing heavy first, so the common mistakes are reported at once
             self._check_types()
             self._check_values()
+            self._check_model_name()
             self._check_data()
             self._check_machine()
             self._check_model()
@@ -177,11 +182,10 @@ class TrainConfig:
         if self.accelerator not in ACCELERATORS:
             raise ConfigError(f"{field_name('accelerator')}: "
                               f"{unknown_name('accelerator', self.accelerator, ACCELERATORS)}")
-        strategies = available_strategies()
-        if self.strategy not in strategies:
+        # the common values are known without importing Lightning (seconds); any other is looked up in it
+        if self.strategy not in COMMON_STRATEGIES and self.strategy not in (strategies := available_strategies()):
             raise ConfigError(f"{field_name('strategy')}: {unknown_name('strategy', self.strategy, strategies)}")
-        precisions = accepted_precisions()
-        if self.precision not in precisions:
+        if self.precision not in _PRECISIONS_FALLBACK and self.precision not in (precisions := accepted_precisions()):
             raise ConfigError(f"{field_name('precision')}: "
                               f"{unknown_name('precision', self.precision, precisions)}")
         if self.strategy == "single_device" and self.devices != 1:
@@ -237,6 +241,16 @@ class TrainConfig:
         if self.precision.startswith("transformer-engine") and not _has_module("transformer_engine"):
             raise ConfigError(f"{field_name('precision')} {self.precision!r} needs the transformer_engine "
                               "package, which is not installed; use 32-true or bf16-mixed")
+
+    def _check_model_name(self) -> None:
+        """A built-in model name (read from a table, without importing torch) or one registered in Python."""
+        from deepgen.models.names import BUILTIN_MODELS
+
+        # models registered by the user's own code live in the registry, which their code has imported
+        registry = sys.modules.get("deepgen.models.registry")
+        names = registry.model_names() if registry is not None else list(BUILTIN_MODELS)
+        if self.model not in names:
+            raise unknown_name("model", self.model, names)
 
     def _check_model(self) -> None:
         from deepgen.data.energy import is_target

@@ -24,8 +24,9 @@ from deepgen.training.schedule import make_optimizer
 
 
 class LikelihoodModule(pl.LightningModule):
-    """Adam + warm-up/cosine schedule on ``model.loss``; logs train/loss and val/nll_nats, val/bits_per_dim
-    (val/loss for a model without a density, e.g. an autoencoder)."""
+    """Adam + warm-up/cosine schedule on ``model.loss``; keeps the last step's terms as ``train_terms``
+    (train/loss, ...: the run writer logs them every ``log_every`` steps) and logs val/nll_nats,
+    val/bits_per_dim (val/loss for a model without a density, e.g. an autoencoder)."""
 
     def __init__(self, model, cfg, step_offset: int = 0, optimizer_states: list | None = None):
         super().__init__()
@@ -35,6 +36,7 @@ class LikelihoodModule(pl.LightningModule):
         self.optimizer_states = optimizer_states
         self._rng_states = None
         self._terms: dict = {}
+        self.train_terms: dict = {}  # "train/<term>" -> the last step's value (a detached tensor)
         self.guard = NonFiniteGuard(cfg)
         # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
         self.last_saved_step: int | None = None
@@ -51,10 +53,8 @@ class LikelihoodModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         out = self.model.loss(batch)
         self._terms = {k: v.detach() for k, v in out.items() if torch.is_tensor(v)}
-        x, _ = unpack_batch(batch)
-        for key, value in out.items():
-            self.log(f"train/{key}", value.detach() if key == "loss" else value, prog_bar=key == "loss",
-                     batch_size=len(x))
+        # read (and written to metrics.csv / TensorBoard) only every log_every steps: no per-step logging cost
+        self.train_terms = {f"train/{k}": v for k, v in self._terms.items()}
         return out["loss"]
 
     def on_train_start(self):

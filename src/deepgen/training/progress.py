@@ -21,6 +21,8 @@ import lightning.pytorch as pl
 
 # Seconds between two log lines when stderr is not a terminal (tests lower it).
 LOG_INTERVAL_S = 10.0
+# Seconds between two redraws of the bar on a terminal (a redraw reads the loss: a host sync on a GPU).
+BAR_INTERVAL_S = 0.2
 
 
 def format_duration(seconds: float) -> str:
@@ -64,10 +66,11 @@ class StepProgress(pl.Callback):
         self.t0 = self.t_last = 0.0
 
     # --- what is shown ----------------------------------------------------------
-    def _update_losses(self, trainer) -> None:
-        for key, value in trainer.callback_metrics.items():  # train/loss, or every player's train/<name>_loss
-            if key == "train/loss" or (key.startswith("train/") and key.endswith("_loss")):
-                self.losses[key[len("train/"):]] = f"{float(value):.4g}"
+    def _update_losses(self, module) -> None:
+        terms = getattr(module, "train_terms", None) or {}  # train/loss, or every player's train/<name>_loss
+        shown = {k: v for k, v in terms.items() if k == "train/loss" or (k.startswith("train/") and k.endswith("_loss"))}
+        for key, value in shown.items():
+            self.losses[key[len("train/"):]] = f"{float(value):.4g}"
 
     def _update_validation(self, trainer) -> None:
         shown = trainer.progress_bar_metrics  # the figures logged with prog_bar=True
@@ -117,16 +120,19 @@ class StepProgress(pl.Callback):
         if self.bar is None and not self.lines:
             return
         self.step = module.absolute_step
-        self._update_losses(trainer)
-        if self.bar is not None:
-            self.bar.n = self.step
-            self.bar.set_postfix({**self.losses, **self.validation}, refresh=False)
-            self.bar.refresh()
-            return
         now = time.perf_counter()
+        if self.bar is not None:  # redrawn at most every BAR_INTERVAL_S (and at the last step)
+            if now - self.t_last >= BAR_INTERVAL_S or self.step >= self.total:
+                self.t_last = now
+                self._update_losses(module)
+                self.bar.n = self.step
+                self.bar.set_postfix({**self.losses, **self.validation}, refresh=False)
+                self.bar.refresh()
+            return
         interval = LOG_INTERVAL_S if self.interval is None else self.interval
         if now - self.t_last >= interval and self.step < self.total:
             self.t_last = now
+            self._update_losses(module)
             self._print(self.line())
 
     def on_validation_end(self, trainer, module):
@@ -135,7 +141,10 @@ class StepProgress(pl.Callback):
         self._update_validation(trainer)
 
     def on_train_end(self, trainer, module):
+        self._update_losses(module)
         if self.bar is not None:
+            self.bar.n = self.step
+            self.bar.set_postfix({**self.losses, **self.validation}, refresh=False)
             self.bar.close()
             self.bar = None
         elif self.lines:

@@ -41,8 +41,7 @@ class VariationalModule(LikelihoodModule):
         x, _ = unpack_batch(batch)
         loss = self.negative_elbo(len(x)).mean()
         self._terms = {"loss": loss.detach()}
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
-        self.log("train/elbo_nats", -loss.detach(), batch_size=len(x))
+        self.train_terms = {"train/loss": loss.detach(), "train/elbo_nats": -loss.detach()}
         return loss
 
     def validation_step(self, batch, batch_idx):

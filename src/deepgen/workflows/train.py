@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
 import shlex
-import signal
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from deepgen.data import load_data
 from deepgen.data.subsets import exclude_classes
@@ -39,274 +33,23 @@ from deepgen.data.energy import load_target
 from deepgen.data.context import LabelContext
 from deepgen.data.source import canonical_labels, canonical_source, source_sha256
 from deepgen.errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
-from deepgen.io import atomic_group, finish_commit, ignore_file_size_signal, read_yaml, write_error, write_yaml
-from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, load_weights, save_model
+from deepgen.io import finish_commit, ignore_file_size_signal, read_yaml, write_error, write_yaml
+from deepgen.models.pretrained import BEST_DIR, CONFIG_FILE, WEIGHTS_FILE, load_weights
 from deepgen.models.registry import build_model, get_model_class
-from deepgen.training.adapters import adapter_for
 from deepgen.training.config import TrainConfig
 from deepgen.training.metrics import METRICS_FILE, MetricsTable
 from deepgen.training.nonfinite import state_finite
-from deepgen.training.progress import StepProgress
-from deepgen.training.sampler import StepBatches
+from deepgen.training.process import SIGNAL_NAMES, is_rank_zero
+from deepgen.training.sampler import SliceBatches, StepBatches, TensorRows, batch_loader
 from deepgen.training.schedule import schedule_lr
-from deepgen.training.state import STATE_FILE, load_training_state, save_training_state
+from deepgen.training.state import STATE_FILE, load_training_state
 from deepgen.evaluation.variational import check_can_fit_target
-from deepgen.training.variational import target_loaders
 from deepgen.workflows.runlock import RunLock, acquire as acquire_run_lock
-from deepgen.evaluation.translation import translation_grid
-from deepgen.workflows.report import SCORES_FILE, TRANSLATIONS_FILE, write_run_report, write_samples_plot, write_target_fit, write_target_report
+from deepgen.workflows.report import SCORES_FILE, write_run_report, write_target_report
 
-
-def is_rank_zero() -> bool:
-    """True in the process that writes files (global rank 0), before and after DDP launch."""
-    return all(int(os.environ.get(k, 0)) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
-SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-
-
-def _note(text: str) -> None:
-    """A line on stderr from a signal handler: one unbuffered write, so it cannot collide with a
-    write the interrupted code was making through ``sys.stderr`` (skipped if stderr has no file)."""
-    try:
-        os.write(sys.stderr.fileno(), (text + "\n").encode())
-    except (AttributeError, OSError, ValueError):
-        pass
-
-
-class StopOnSignal(pl.Callback):
-    """SIGINT / SIGTERM ask training to stop at the end of the current step.
-
-    :meth:`installed` puts the handlers in place (main thread only) and restores the previous
-    ones on exit, also on error.  Lightning replaces the SIGTERM handler when ``fit`` starts
-    (its own would end training with ``SIGTERMException``), so ``on_train_start`` puts ours back;
-    Lightning restores ours when ``fit`` ends.  Before every step the request is agreed across
-    DDP processes (one ``max`` reduction) and all of them raise :class:`StopRequested`.
-
-    While :meth:`saving` is active, signals are only recorded, so a file pair being written
-    (weights + training state) is never cut in half; a second signal outside it raises
-    :class:`TrainingInterrupted` at once (``abort``).
-    """
-
-    def __init__(self):
-        self.signum: int | None = None  # the first signal received
-        self._saving = 0
-        self._abort_pending = False
-        self._previous: dict = {}
-        self.abort = None  # callable(signum) -> TrainingInterrupted, for a second signal
-
-    def __getstate__(self):  # picklable for ddp_spawn: no handlers, no callables
-        state = self.__dict__.copy()
-        state["_previous"], state["abort"] = {}, None
-        return state
-
-    # --- handlers -----------------------------------------------------------------
-    def _handler(self, signum, frame):
-        if self.signum is None:
-            self.signum = signum
-            if is_rank_zero():
-                _note(f"deepgen: {SIGNAL_NAMES.get(signum, signum)} received: saving a checkpoint at the end of "
-                      "this step (send it again to stop without saving)")
-            return
-        if self._saving:
-            self._abort_pending = True
-            return
-        if self.abort is not None:
-            raise self.abort(signum)
-
-    def _install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in SIGNAL_NAMES:
-            current = signal.getsignal(signum)
-            if current != self._handler:
-                self._previous.setdefault(signum, current)
-                signal.signal(signum, self._handler)
-
-    def _restore(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        self._previous = {}
-
-    @contextlib.contextmanager
-    def installed(self):
-        self._install()
-        try:
-            yield self
-        finally:
-            self._restore()
-
-    @contextlib.contextmanager
-    def saving(self):
-        """Defer signals while files are written; a second signal received meanwhile aborts afterwards."""
-        self._saving += 1
-        try:
-            yield
-        finally:
-            self._saving -= 1
-        if not self._saving and self._abort_pending and self.abort is not None:
-            self._abort_pending = False
-            raise self.abort(self.signum)
-
-    # --- hooks ----------------------------------------------------------------------
-    def on_train_start(self, trainer, module):
-        self._install()  # over Lightning's SIGTERM handler (or, in a spawned process, for the first time)
-        connector = getattr(trainer, "_signal_connector", None)
-        if connector is not None and getattr(connector, "received_sigterm", False):
-            connector.received_sigterm = False  # a SIGTERM it saw before this point is ours to handle
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        # Checked before a step, i.e. once the previous step is complete: its optimizer and schedule
-        # updates, its finite-loss check and any validation due.  Raising (instead of setting
-        # ``trainer.should_stop``, which would run an extra validation first) stops at once.
-        requested = float(self.signum or 0)
-        if trainer.world_size > 1:  # every process stops at the same step
-            flag = torch.tensor(requested, device=trainer.strategy.root_device)
-            requested = float(trainer.strategy.reduce(flag, reduce_op="max"))
-        if requested:
-            if self.signum is None:  # received by another process
-                self.signum = int(requested)
-            raise StopRequested(self.signum)
-
-
-class StopRequested(Exception):
-    """Raised inside ``trainer.fit`` between two steps when a stop signal was received."""
-
-
-class RunWriter(pl.Callback):
-    """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
-
-    def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits, run_extra: dict,
-                 guard: StopOnSignal | None = None, target=None):
-        self.out, self.table, self.cfg, self.log_every, self.splits = out, table, cfg, cfg.log_every, splits
-        self.target = target  # an unnormalised target (variational inference) instead of data
-        self.run_extra = run_extra
-        self.label_context = (LabelContext.from_dict(run_extra["context"]) if "context" in run_extra else None)
-        self.guard = guard
-        self.t0 = time.perf_counter()
-        self.last_checkpoint_time = time.monotonic()
-        # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
-        # run starts from the record saved there)
-        self.best_nll, self.best_step = math.inf, None
-        record = (out / BEST_DIR / CONFIG_FILE)
-        if cfg.keep == "best" and record.is_file():
-            saved = read_yaml(record).get("best") or {}
-            self.best_nll, self.best_step = float(saved.get("val_nll_nats", math.inf)), saved.get("step")
-
-    def _row(self, trainer, prefix):
-        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
-
-    def on_train_start(self, trainer, module):
-        # Validation (and its checkpoint) falls on the steps that are multiples of eval_every, counted from the
-        # run's first step also after a resume: Lightning counts batches from the resumed fit's start, so its
-        # batch counter starts where the run is.  TensorBoard's step axis continues too.
-        loop = trainer.fit_loop.epoch_loop
-        for counter in ("ready", "started", "processed", "completed"):
-            setattr(loop.batch_progress.total, counter, module.step_offset)
-        loop._batches_that_stepped = module.step_offset
-        self.last_checkpoint_time = time.monotonic()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        step = module.absolute_step
-        if step % self.log_every == 0 or step == 1:
-            self.log_step(trainer, step)
-        if self.checkpoint_due(trainer, step):
-            module.guard.remember(module, step)
-            if trainer.is_global_zero:
-                self.log_step(trainer, step)
-                self.checkpoint(trainer, module)
-
-    def checkpoint_due(self, trainer, step: int) -> bool:
-        """A step checkpoint (``--checkpoint-every``) or a wall-clock one (``--checkpoint-minutes``, one process
-        only) is due after ``step``; validations checkpoint on their own."""
-        every, minutes = self.cfg.checkpoint_every, self.cfg.checkpoint_minutes
-        if step >= self.cfg.steps or step % self.cfg.eval_every == 0:
-            return False  # the end and the validations save anyway
-        if every and step % every == 0:
-            return True
-        return bool(minutes) and trainer.world_size == 1 and \
-            time.monotonic() - self.last_checkpoint_time >= 60.0 * minutes
-
-    def log_step(self, trainer, step: int) -> None:
-        """The training row of ``step`` (the step just taken): losses, learning rate, time."""
-        row = self._row(trainer, "train/")
-        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-        row["time_s"] = round(time.perf_counter() - self.t0, 3)
-        self.table.update(step, row)
-
-    def on_validation_end(self, trainer, module):
-        if trainer.sanity_checking:
-            return
-        module.last_saved_step = module.absolute_step  # rank 0 saves it now (for the non-finite loss message)
-        module.guard.remember(module, module.absolute_step)  # every process: the state rollbacks return to
-        if not trainer.is_global_zero:
-            return
-        row = self._row(trainer, "val/")
-        self.table.update(module.absolute_step, row)
-        self.checkpoint(trainer, module)
-        if self.cfg.keep == "best":
-            self.keep_if_best(module.model, row.get("val/nll_nats"), module.absolute_step)
-        # samples as training goes: samples.png (target_fit.png) is refreshed at every validation
-        was = module.model.training
-        module.model.eval()
-        suffix = f", step {module.absolute_step}"
-        if self.target is not None:
-            write_target_fit(module.model, self.target, self.out, seed=self.cfg.seed, title_suffix=suffix)
-        elif module.model.can("translate"):
-            translation_grid(module.model, self.splits, self.out / TRANSLATIONS_FILE, split="val", seed=self.cfg.seed)
-        else:
-            write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
-                               title_suffix=suffix, label_context=self.label_context)
-        module.model.train(was)
-
-    def keep_if_best(self, model, val_nll: float | None, step: int) -> bool:
-        """Save ``model`` to RUN/best/ when ``val_nll`` is the lowest validation NLL so far (keep: best)."""
-        if val_nll is None or not math.isfinite(val_nll) or val_nll >= self.best_nll:
-            return False
-        with self.guard.saving() if self.guard is not None else contextlib.nullcontext():
-            save_model(model, self.out / BEST_DIR,
-                       extra={**self.run_extra, "best": {"step": int(step), "val_nll_nats": float(val_nll)}})
-        self.best_nll, self.best_step = float(val_nll), int(step)
-        return True
-
-    def checkpoint(self, trainer, module):
-        """Weights, training state and metrics.csv of the current step; signals wait until all three are written.
-        Weights with a NaN or an infinity are never written (the run keeps its last checkpoint)."""
-        if not state_finite(module.model):
-            _note(f"deepgen: warning: step {module.absolute_step}: the weights hold NaN or inf; not saved "
-                  f"(the run keeps the checkpoint of step {module.last_saved_step})")
-            return
-        self.last_checkpoint_time = time.monotonic()
-        # all three replace their old versions together, or (a full disk, a file-size limit) none does
-        with self.guard.saving() if self.guard is not None else contextlib.nullcontext(), atomic_group():
-            save_model(module.model, self.out, extra=self.run_extra)
-            save_training_state(self.out / STATE_FILE, trainer.optimizers, module.absolute_step)
-            self.table.write(self.out / METRICS_FILE)
-            module.last_saved_step = module.absolute_step
-
-
-BEST_DIR = "best"  # keep: best -- the weights of the lowest validation NLL so far (a loadable model directory)
-
-
-def select_best(model, splits, label_context, cfg: TrainConfig, writer: RunWriter, step: int) -> dict:
-    """keep: best -- score the final weights on the validation split like validation does (same batches, same
-    seed), keep them if no earlier validation was lower, else load RUN/best/ into ``model`` and make them the
-    run's weights (model.safetensors; the training state stays the last step's, so a resume continues from
-    the kept weights).  Returns what was selected, for scores.json."""
-    from deepgen.evaluation.likelihood import per_example_log_prob
-
-    ctx = label_context.one_hot(splits.split_labels("val")) if label_context is not None else None
-    final = -per_example_log_prob(model, splits.val, batch_size=cfg.eval_batch_size, seed=cfg.seed,
-                                  context=ctx).mean().item()
-    writer.keep_if_best(model, final, step)
-    if writer.best_step != step:
-        load_weights(model, writer.out / BEST_DIR / WEIGHTS_FILE)
-        with writer.guard.saving() if writer.guard is not None else contextlib.nullcontext():
-            save_model(model, writer.out, extra=writer.run_extra)
-    return {"keep": "best", "selected_step": writer.best_step, "selected_val_nll_nats": writer.best_nll,
-            "last_step_val_nll_nats": final}
+# Lightning (seconds to import) is imported only once the inputs are known to be good: in train(),
+# after the data are read and the model is built (deepgen.training.stop, .adapters, .progress and
+# deepgen.workflows.run_writer import it).
 
 
 def _check_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
@@ -369,30 +112,27 @@ def label_setup(cfg: TrainConfig, splits) -> tuple[LabelContext | None, dict]:
 
 def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None, step_offset: int = 0,
                  sources: dict | None = None):
-    """Training loader and validation loader; batches are x, (x, one-hot label) or, for a translator,
+    """Training loader and validation loader; batches are (x,), (x, one-hot label) or, for a translator,
     (x_B, x_A) with ``sources`` the domain-A examples of each split.
 
-    One process: the batch order is :class:`~deepgen.training.sampler.StepBatches` (a function of the
-    step), started at ``step_offset``, so a resumed run sees the batches the uninterrupted one saw.
-    Several processes: a shuffled loader that Lightning gives a distributed sampler."""
-    def dataset(split):
+    Each batch is one gather per tensor (:class:`~deepgen.training.sampler.TensorRows`), in the order of
+    :class:`~deepgen.training.sampler.StepBatches` (a function of the step, also under DDP, where each
+    process takes its share of every global batch), started at ``step_offset``, so a resumed run sees
+    the batches the uninterrupted one saw.  Validation reads consecutive slices."""
+    def rows(split):
         x = splits.split(split)
         if sources is not None:
-            return TensorDataset(x, sources[split])
+            return TensorRows(x, sources[split])
         if label_context is None:
-            return TensorDataset(x)
-        return TensorDataset(x, label_context.one_hot(splits.split_labels(split)))
+            return TensorRows(x)
+        return TensorRows(x, label_context.one_hot(splits.split_labels(split)))
 
-    n_train = len(splits.train)
-    batch = min(cfg.batch_size, n_train)
-    # own generators: creating a loader iterator otherwise draws from (and shifts) the training RNG
-    if cfg.devices * cfg.num_nodes == 1:
-        order = StepBatches(n_train, batch, cfg.seed, start=step_offset)
-        loader = DataLoader(dataset("train"), batch_sampler=order, generator=torch.Generator().manual_seed(cfg.seed))
-    else:
-        loader = DataLoader(dataset("train"), batch_size=batch, shuffle=True, drop_last=n_train > batch)
-    val_loader = DataLoader(dataset("val"), batch_size=cfg.eval_batch_size,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+    pin = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    train_rows = rows("train")
+    order = StepBatches(len(train_rows), min(cfg.batch_size, len(train_rows)), cfg.seed, start=step_offset)
+    loader = batch_loader(train_rows, order, pin_memory=pin)
+    val_rows = rows("val")
+    val_loader = batch_loader(val_rows, SliceBatches(len(val_rows), cfg.eval_batch_size), pin_memory=pin)
     return loader, val_loader
 
 
@@ -525,6 +265,8 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         label_context, params = label_setup(cfg, splits)
         translation_setup(cfg, splits)
 
+    import lightning.pytorch as pl
+
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, splits.spec if target is None else target.spec, params, strict=not resume)
     if target is not None:
@@ -546,6 +288,14 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
 
 def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits, label_context, target) -> dict:
     """The part of :func:`train` that writes the run directory (under its lock)."""
+    import lightning.pytorch as pl
+
+    from deepgen.training.adapters import adapter_for
+    from deepgen.training.progress import StepProgress
+    from deepgen.training.stop import StopOnSignal, StopRequested
+    from deepgen.training.variational import target_loaders
+    from deepgen.workflows.run_writer import RunWriter, select_best
+
     run_extra = {"train": cfg.to_dict()}
     digest = source_sha256(cfg.data)
     if digest is not None:
@@ -588,7 +338,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
         logger=pl.loggers.TensorBoardLogger(str(out), name="", version="tensorboard", default_hp_metric=False),
         callbacks=[guard, writer] + ([StepProgress(cfg.steps, step_offset)] if cfg.progress else []),
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=cfg.log_every, num_sanity_val_steps=0,
-        use_distributed_sampler=True,
+        use_distributed_sampler=False,  # StepBatches and SliceBatches shard themselves
     )
     with guard.installed():
         t0 = time.perf_counter()

@@ -18,6 +18,8 @@ layers and s start at zero, so a fresh flow is the identity.
 
 from __future__ import annotations
 
+import torch
+
 from deepgen.bijections import AffineCoupling, Compose, DiagonalScaling, KeptToFree, alternating_mask
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
@@ -30,9 +32,13 @@ class KeptToShift(KeptToFree):
     """Additive conditioner: an MLP from the kept coordinates to a shift of the free ones, laid out
     as the (B, 2D) = (s = 0, t) that ``AffineCoupling(affine=False)`` reads."""
 
+    def scale_shift(self, x, context=None):
+        t = self.net(x.index_select(1, self.kept), context)
+        return torch.zeros_like(t), t
+
     def forward(self, x, context=None):
         out = x.new_zeros(x.shape[0], 2 * self.dim)
-        out[:, self.dim + self.free] = self.net(x[:, self.kept], context)
+        out[:, self.dim + self.free] = self.scale_shift(x, context)[1]
         return out
 
 
