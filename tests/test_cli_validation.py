@@ -203,7 +203,7 @@ def test_progress_flags_reach_the_config(monkeypatch, tmp_path):
 
     seen = {}
 
-    def fake_train(cfg, out, resume=False, overwrite=False, verbose=False):
+    def fake_train(cfg, out, resume=False, overwrite=False, verbose=False, started=None):
         seen.update(progress=cfg.progress, verbose=verbose)
         return {}
 

@@ -13,9 +13,12 @@ import argparse
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from deepgen.errors import ConfigError, DeepgenError, TrainingInterrupted
+
+STARTED = time.perf_counter()  # when the command began (scores.json's time_to_first_step_s counts from here)
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -129,7 +132,7 @@ def cmd_train(args) -> int:
         if args.out is None:
             raise ConfigError("--out RUN_DIR is required (where the run directory is written)")
         out = Path(args.out)
-    train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, verbose=True)
+    train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, verbose=True, started=STARTED)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:
         print(f"run directory: {out}")
     return 0

@@ -2,7 +2,8 @@
 
 ``load_data(name_or_path, labels=None)`` returns fixed :class:`Splits`;
 ``list_datasets()`` names the built-in ones.  A user's file is split 80/10/10
-with a fixed seed, the same permutation applied to its labels.  Where a user's
+with a fixed seed, the same permutation applied to its labels.  A large .npy file is memory-mapped:
+its splits are :class:`~deepgen.data.mapped.RowView` s of the file's rows (see :mod:`deepgen.data.mapped`).  Where a user's
 file keeps its labels is the ``labels`` argument (see
 :mod:`deepgen.data.file_labels`); the label rules are in :mod:`deepgen.data.labels`.
 
@@ -17,10 +18,11 @@ import dataclasses
 import os
 
 from deepgen.data.labels import NO_LABELS, Labels, label_summary
+from deepgen.data.mapped import RowView, take_rows
 from deepgen.data.spec import SPLITS, DataSpec, Splits, Translation, split_fixed, validate_array
 from deepgen.errors import DataError, unknown_name
 
-__all__ = ["DataSpec", "Splits", "Translation", "Labels", "load_data", "list_datasets"]
+__all__ = ["DataSpec", "Splits", "Translation", "Labels", "RowView", "load_data", "list_datasets"]
 
 _FILE_PREFIXES = ("idx:", "npy:", "npz:", "csv:", "images:", "aligned:", "unaligned:")
 _DIGITS = ("digits", "digits-binary")
@@ -74,9 +76,10 @@ def load_data(name: str, labels: str | None = None) -> Splits:
             return load_translation_files(name)
 
         x, spec, found = load_labelled_file(name, labels)
-        x = validate_array(x, spec, name)
+        if not isinstance(x, RowView):  # a memory-mapped file was checked chunk by chunk as it was opened
+            x = validate_array(x, spec, name)
         parts = split_fixed(x)
-        splits = {s: x[p] for s, p in zip(SPLITS, parts)}
+        splits = {s: take_rows(x, p, name=f"{spec.name} ({s} split)") for s, p in zip(SPLITS, parts)}
         if found is None:
             return Splits(spec, **splits)
         return Splits(spec, **splits, labels={s: found.ids[p] for s, p in zip(SPLITS, parts)},

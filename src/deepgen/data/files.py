@@ -15,6 +15,10 @@ Images from a folder have 256 levels.
 Every failure is a one-line :class:`DataError` naming the file; pickled
 content is refused, never unpickled.
 
+Data larger than memory: a .npy file with at least ``DEEPGEN_MEMMAP_BYTES`` (64 MiB) of data is
+memory-mapped, not read; ``load_file`` then returns a :class:`~deepgen.data.mapped.RowView` of its
+rows (see :mod:`deepgen.data.mapped`), checked chunk by chunk, and the memory cap does not apply.
+
 Class labels of a user's file are read by :mod:`deepgen.data.file_labels`, which
 uses the readers here (``read_idx``, ``read_numpy``, ``read_csv``, ``image_files``).
 """
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from deepgen.data.labels import label_summary
+from deepgen.data.mapped import RowView, max_data_bytes, memmap_threshold
 from deepgen.data.spec import DataSpec, validate_array
 from deepgen.errors import DataError
 
@@ -95,18 +100,6 @@ def _guess_format(path: str) -> str:
         return "images"
     raise _err(path, f"cannot tell the format from the name; {_EXPECTED}, or prefix one of "
                + ", ".join(f"'{f}:'" for f in FORMATS))
-
-
-def max_data_bytes() -> int:
-    """The most bytes a loaded dataset may take as float32: half this machine's memory (``DEEPGEN_MAX_DATA_BYTES``
-    overrides).  A header declaring more is refused before anything is allocated."""
-    env = os.environ.get("DEEPGEN_MAX_DATA_BYTES", "").strip()
-    if env.isdigit():
-        return int(env)
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (AttributeError, OSError, ValueError):  # no sysconf: 8 GiB
-        return 8 << 30
 
 
 def _check_count(path: str, count: int, shape, what: str = "header declares") -> None:
@@ -180,13 +173,17 @@ def _to_examples(a: np.ndarray, path: str) -> tuple[np.ndarray, int | None]:
 
 
 def finish(a: np.ndarray, levels: int | None, path: str, fmt: str, classes: tuple[str, ...] = (),
-           features: tuple[str, ...] | None = None) -> tuple[torch.Tensor, DataSpec]:
+           features: tuple[str, ...] | None = None) -> tuple[torch.Tensor | RowView, DataSpec]:
     """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description,
-    ``features`` (a table's column names, or None) into the spec."""
-    with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, caught below
-        x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-    shape = tuple(x.shape[1:])
+    ``features`` (a table's column names, or None) into the spec.  A memory-mapped array (a large .npy
+    file, see :mod:`deepgen.data.mapped`) stays on disk: a :class:`RowView` of all its rows, checked chunk by chunk."""
     name = os.path.basename(os.path.normpath(path))
+    if isinstance(a, np.memmap):
+        x = RowView(a, name=name)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 overflow -> inf, caught below
+            x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    shape = tuple(x.shape[1:])
     desc = (f"{fmt} from {name}: N={len(x)}, shape {shape}, "
             + (f"{levels} levels (0..{levels - 1})" if levels else "continuous")
             + (f"; {label_summary(classes)}" if classes else ""))
@@ -265,14 +262,16 @@ def _load_idx(path: str, key: str | None) -> tuple[np.ndarray, str]:
 
 
 def _load_numpy(path: str, key: str | None) -> tuple[np.ndarray, str]:
-    """.npy array or one array of an .npz archive (by magic bytes); never unpickles."""
-    return read_numpy(path, key, _npz_member)
+    """.npy array (memory-mapped when large) or one array of an .npz archive (by magic bytes); never unpickles."""
+    return read_numpy(path, key, _npz_member, mappable=True)
 
 
-def read_numpy(path: str, key: str | None, member: Callable) -> tuple[np.ndarray, str]:
+def read_numpy(path: str, key: str | None, member: Callable, mappable: bool = False) -> tuple[np.ndarray, str]:
     """Open a .npy / .npz file (by magic bytes) without unpickling; returns (array, "npy" | "npz").
 
     For an archive, ``member(archive, path, key)`` picks the array (raising DataError if it can't).
+    ``mappable``: a .npy file of at least :func:`~deepgen.data.mapped.memmap_threshold` bytes of data comes
+    back as a read-only ``np.memmap`` (not read, and not held to :func:`max_data_bytes`).
     """
     with _open_checked(path) as f:
         magic = f.read(6)
@@ -284,13 +283,14 @@ def read_numpy(path: str, key: str | None, member: Callable) -> tuple[np.ndarray
         raise _err(path, f"not a .npy or .npz file (starts with {magic!r}); expected NumPy's .npy / .npz format")
     if kind == "npy" and key is not None:
         raise _err(path, f"is a .npy file, which has no key '{key}'")
+    mapped = False
     if kind == "npy":
         with _open_checked(path) as f:
-            _check_npy_header(path, f, os.fstat(f.fileno()).st_size)
+            mapped = _check_npy_header(path, f, os.fstat(f.fileno()).st_size, mappable=mappable)
     else:
         _check_npz_members(path)
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
         if kind == "npy":
             return loaded, kind
         with loaded:
@@ -306,9 +306,11 @@ def read_numpy(path: str, key: str | None, member: Callable) -> tuple[np.ndarray
         raise _err(path, f"unreadable or truncated {kind} file ({_why(exc)}); expected a valid .{kind} file") from None
 
 
-def _check_npy_header(path: str, f, size: int, where: str = "") -> None:
+def _check_npy_header(path: str, f, size: int, where: str = "", mappable: bool = False) -> bool:
     """Check a .npy header against the bytes that follow it (``size`` in all) and the memory cap, before
-    NumPy allocates the array; an object dtype (pickled content) is refused here."""
+    NumPy allocates the array; an object dtype (pickled content) is refused here.  Returns True when the
+    array is to be memory-mapped (``mappable`` and at least :func:`memmap_threshold` bytes of data); the
+    memory cap does not apply to it then."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)
@@ -329,7 +331,10 @@ def _check_npy_header(path: str, f, size: int, where: str = "") -> None:
     if need > left:
         raise _err(path, f"{where}data are truncated: the header declares shape {shape} of {dtype} "
                    f"({need} bytes), the file holds {max(left, 0)}; expected a complete .npy file")
+    if mappable and 0 < need and need >= memmap_threshold():
+        return True
     _check_count(path, count, shape, what=f"{where}header declares")
+    return False
 
 
 def _check_npz_members(path: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from deepgen.data.labels import LABEL_SOURCES, check_labels
+from deepgen.data.mapped import RowView, row_chunks
 from deepgen.errors import DataError
 
 
@@ -161,6 +162,9 @@ class Translation:
 class Splits:
     """Fixed train / val / test tensors of one dataset, all of shape (N, *spec.shape).
 
+    A large .npy file's splits are :class:`~deepgen.data.mapped.RowView` s instead: its rows on disk,
+    read on demand (``x[rows]``, ``x[i:j]``, ``len(x)``, ``x.shape``) as float32 tensors.
+
     ``labels`` maps a split to its class ids (int64, shape (N,), values in
     ``0..K-1``) and ``classes`` holds the K class names (index = label id);
     both are empty for a dataset without labels.  ``factors`` maps a split to known generative
@@ -169,9 +173,9 @@ class Splits:
     """
 
     spec: DataSpec
-    train: torch.Tensor
-    val: torch.Tensor
-    test: torch.Tensor
+    train: torch.Tensor | RowView
+    val: torch.Tensor | RowView
+    test: torch.Tensor | RowView
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
     factors: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -185,7 +189,7 @@ class Splits:
         if self.translation is not None:
             self.translation.check(self)
 
-    def split(self, name: str) -> torch.Tensor:
+    def split(self, name: str) -> torch.Tensor | RowView:
         """The examples of split ``name`` (train, val or test)."""
         if name not in SPLITS:
             raise DataError(f"unknown split '{name}': expected train, val or test")
@@ -221,29 +225,38 @@ class Splits:
         return torch.bincount(self.split_labels("train"), minlength=self.num_classes)
 
 
-def validate_array(x: torch.Tensor, spec: DataSpec, source: str) -> torch.Tensor:
-    """Check one split: non-empty, finite, right shape, values on the spec's scale."""
+def validate_array(x, spec: DataSpec, source: str):
+    """Check one split: non-empty, finite, right shape, values on the spec's scale.  Returns a float32
+    tensor, or the same :class:`~deepgen.data.mapped.RowView` (checked chunk by chunk, never held whole)."""
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{source}: dataset is empty (expected at least one example)")
     if tuple(x.shape[1:]) != tuple(spec.shape):
         raise DataError(f"{source}: examples have shape {tuple(x.shape[1:])}, expected {tuple(spec.shape)}")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0].item()
-        raise DataError(f"{source}: contains NaN or infinite values (first at example {bad})")
-    if spec.levels is not None:
-        if (x != x.round()).any() or x.min() < 0 or x.max() > spec.levels - 1:
-            raise DataError(
-                f"{source}: expected integers in [0, {spec.levels - 1}] for {spec.levels} levels, "
-                f"got values in [{x.min().item():g}, {x.max().item():g}]"
-            )
-    return x.float()
+    integers, lo, hi = True, math.inf, -math.inf
+    for start, chunk in row_chunks(x):
+        if not torch.isfinite(chunk).all():
+            bad = start + (~torch.isfinite(chunk)).reshape(len(chunk), -1).any(1).nonzero()[0].item()
+            raise DataError(f"{source}: contains NaN or infinite values (first at example {bad})")
+        if spec.levels is not None:
+            integers = integers and not bool((chunk != chunk.round()).any())
+            lo, hi = min(lo, chunk.min().item()), max(hi, chunk.max().item())
+    if spec.levels is not None and (not integers or lo < 0 or hi > spec.levels - 1):
+        raise DataError(
+            f"{source}: expected integers in [0, {spec.levels - 1}] for {spec.levels} levels, "
+            f"got values in [{lo:g}, {hi:g}]"
+        )
+    return x if isinstance(x, RowView) else x.float()
 
 
 def split_fixed(x: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0):
-    """Split rows of ``x`` into train/val/test with a seeded permutation (same every run)."""
+    """Split rows of ``x`` into train/val/test with a seeded permutation (same every run): three index tensors.
+
+    For a memory-mapped ``x`` (:class:`~deepgen.data.mapped.RowView`) the permutation is held as int32 while
+    the rows allow (half the memory; torch draws the same permutation in either dtype)."""
     n = len(x)
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
+    small = isinstance(x, RowView) and n <= torch.iinfo(torch.int32).max
+    perm = torch.randperm(n, generator=g, dtype=torch.int32 if small else torch.int64)
     n_val = max(1, int(round(fractions[1] * n))) if n >= 3 else 0
     n_test = max(1, int(round(fractions[2] * n))) if n >= 3 else 0
     n_train = n - n_val - n_test

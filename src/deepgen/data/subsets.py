@@ -11,6 +11,7 @@ import dataclasses
 
 import torch
 
+from deepgen.data.mapped import take_rows
 from deepgen.data.spec import SPLITS, Splits
 from deepgen.errors import DataError
 
@@ -50,7 +51,7 @@ def exclude_classes(splits: Splits, classes, source: str = "--exclude-classes") 
         if split == "train" and not bool(keep.any()):
             raise DataError(f"{source}: excluding classes {', '.join(splits.classes[i] for i in ids)} leaves no "
                             f"training examples of '{splits.spec.name}'")
-        kept_x[split] = splits.split(split)[keep]
+        kept_x[split] = take_rows(splits.split(split), keep)
         kept_labels[split] = splits.labels[split][keep]
         if split in splits.factors:
             kept_factors[split] = splits.factors[split][keep]

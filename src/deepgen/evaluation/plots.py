@@ -47,9 +47,19 @@ def save_figure(fig, path) -> None:
         fig.savefig(tmp, format=fmt, dpi=110)
 
 
+MAX_RANGE_ROWS = 100_000  # plot ranges are read from at most ~2x this many rows
+
+
+def range_rows(data):
+    """Every k-th row of ``data`` (a tensor or a memory-mapped split), at most ~2 x MAX_RANGE_ROWS of them:
+    quantiles for a plot's axes need no more, and a 10^7-row split is never gathered whole."""
+    return data[:: max(1, len(data) // MAX_RANGE_ROWS)]
+
+
 def feature_ranges(data: torch.Tensor, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) per feature of (N, D) ``data``: its 0.1% and 99.9% quantiles widened by ``margin``
-    of their span on each side (a constant feature gets +-0.5)."""
+    of their span on each side (a constant feature gets +-0.5); read from :func:`range_rows`."""
+    data = range_rows(data)
     x = data.detach().cpu().double().reshape(len(data), -1)
     lo, hi = torch.quantile(x, 0.001, dim=0), torch.quantile(x, 0.999, dim=0)
     pad = torch.where(hi > lo, (hi - lo) * margin, torch.full_like(lo, 0.5))
@@ -58,7 +68,7 @@ def feature_ranges(data: torch.Tensor, margin: float = 0.1) -> tuple[np.ndarray,
 
 def plot_bounds(data: torch.Tensor, margin: float = 0.1) -> tuple[float, float, float, float]:
     """(x0, x1, y0, y1): the view of 2-D ``data`` (see :func:`feature_ranges`)."""
-    lo, hi = feature_ranges(data[:, :2], margin)
+    lo, hi = feature_ranges(range_rows(data)[:, :2], margin)
     return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
 
 
@@ -135,7 +145,7 @@ def plot_pairs(data: torch.Tensor | None, samples: torch.Tensor, path, title: st
     show the data's 0.1-99.9% range (the samples' without data); ``names`` label the features
     (default x0 .. x{D-1}).  ``data`` may be None (samples only)."""
     s = samples.detach().cpu().double().reshape(len(samples), -1)
-    d = None if data is None else data.detach().cpu().double().reshape(len(data), -1)
+    d = None if data is None else range_rows(data).detach().cpu().double().flatten(1)
     dim = s.shape[1]
     if not 1 <= dim <= MAX_PAIR_FEATURES:
         raise ConfigError(f"a pair plot shows 1 to {MAX_PAIR_FEATURES} features, got {dim}")

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from deepgen.data.mapped import data_moments
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError
 from deepgen.models.params import check_params, signature_params
@@ -136,14 +137,15 @@ class GenerativeModel(nn.Module):
     # --- preprocessing (continuous data) ----------------------------------------
     @torch.no_grad()
     def fit_preprocessing(self, x: torch.Tensor) -> None:
-        """Set the standardisation m, s from training data ``x`` (N, *shape); a no-op when
-        ``standardize`` is off or the data are discrete.  A feature with (near) zero spread gets s = 1."""
+        """Set the standardisation m, s from training data ``x`` (N, *shape): a tensor, or a memory-mapped
+        split read in chunks (:func:`~deepgen.data.mapped.data_moments`); a no-op when ``standardize`` is off
+        or the data are discrete.  A feature with (near) zero spread gets s = 1."""
         if not self.standardize:
             return
-        x = x.to(self.data_loc.device, self.data_loc.dtype)
         dims = (0, 2, 3) if self.spec.is_image else (0,)
-        loc = x.mean(dims).reshape(self.data_loc.shape)
-        scale = x.std(dims).reshape(self.data_scale.shape) if len(x) > 1 else torch.ones_like(loc)
+        loc, scale = data_moments(x, dims, like=self.data_loc)
+        loc = loc.reshape(self.data_loc.shape)
+        scale = scale.reshape(self.data_scale.shape) if len(x) > 1 else torch.ones_like(loc)
         scale = torch.where(torch.isfinite(scale) & (scale > 1e-12 * (1 + loc.abs())), scale, torch.ones_like(scale))
         self.data_loc.copy_(torch.where(torch.isfinite(loc), loc, torch.zeros_like(loc)))
         self.data_scale.copy_(scale)

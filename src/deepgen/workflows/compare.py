@@ -25,10 +25,11 @@ from deepgen.data.energy import load_target
 from deepgen.evaluation.baselines import describe_independent, independent_nll
 from deepgen.evaluation.plots import image_grid, plot_bounds, save_figure, subplots
 from deepgen.evaluation.sample_quality import METRIC_KEYS, sample_quality_scores
-from deepgen.evaluation.scoring import score_model
+from deepgen.evaluation.scoring import prior_contexts, score_model
+from deepgen.evaluation.translation import sources
 from deepgen.errors import ConfigError
 from deepgen.io import parse_value, write_text
-from deepgen.models.pretrained import load_model
+from deepgen.models.pretrained import load_model, run_label_context
 from deepgen.models.registry import get_model_class
 from deepgen.training.config import TrainConfig
 from deepgen.workflows.train import train
@@ -47,14 +48,36 @@ COLUMNS = ["model", "family", "parameters", "test_nll_nats", "test_bits_per_dim"
 
 
 @torch.no_grad()
-def sampling_rate(model, n: int, seed: int = 0) -> tuple[float, torch.Tensor]:
-    """Samples per second for one call of ``model.sample(n)`` (after a small warm-up call)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model.sample(min(n, 8))
-        t0 = time.perf_counter()
-        samples = model.sample(n)
-        return n / (time.perf_counter() - t0), samples
+def sampling_rate(model, n: int, seed: int = 0, context: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+    """(samples per second, the samples) of one batched call ``model.sample(n, context)`` in eval mode, timed
+    after a warm-up call of min(n, 8) samples, under ``seed`` (the global RNG restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model.sample(min(n, 8), None if context is None else context[:min(n, 8)])
+            t0 = time.perf_counter()
+            samples = model.sample(n, context)
+            return n / (time.perf_counter() - t0), samples
+    finally:
+        model.train(was_training)
+
+
+def sampling_context(model, run_dir, splits, n: int, seed: int = 0) -> torch.Tensor | None:
+    """The context of n samples of a conditional model: labels drawn from the training frequencies (a run
+    trained with ``context: label``), or the test split's domain-A examples, cycled (a translator); None for
+    an unconditional model."""
+    if not model.is_conditional:
+        return None
+    label_context = run_label_context(run_dir)
+    if label_context is not None:
+        return prior_contexts(label_context, n, seed)
+    if model.can("translate") and splits is not None and splits.translation is not None:
+        source = sources(splits, "test")
+        return source[torch.arange(n) % len(source)]
+    raise ConfigError(f"{model.name}: a conditional model whose run has no label context; compare cannot draw "
+                      "its samples")
 
 
 def describe_figure(scores: dict) -> str:
@@ -120,11 +143,12 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
         model = load_model(run_dir)
         scores = trained
         if target is not None:
-            rate, samples = sampling_rate(model, 1000, seed)
+            rate, samples = sampling_rate(model, 1000, seed, sampling_context(model, run_dir, None, 1000, seed))
             steps_per_s = trained.get("train_steps_per_s")
             rows.append({"model": label, "family": model.family, "parameters": model.num_parameters(),
                          **{k: trained[k] for k in TARGET_COLUMNS[3:9]}, "train_steps_per_s": steps_per_s,
                          "train_time_s": steps / steps_per_s if steps_per_s else None, "sample_per_s": rate,
+                         "sample_n": 1000,
                          "steps": steps, "batch_size": cfg.batch_size})
             pictures.append((f"{label}\nKL(q||p) {trained['kl_nats']:.3f} nats", samples))
             continue
@@ -134,7 +158,8 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
         elif features is not None and not model.is_conditional:
             scores = {**scores, **sample_quality_scores(model, splits, "test", seed=seed, features=features)}
         quality = scores.get("sample_quality") or {}
-        rate, samples = sampling_rate(model, 1000 if len(splits.spec.shape) == 1 else 100, seed)
+        n = 1000 if len(splits.spec.shape) == 1 else 100
+        rate, samples = sampling_rate(model, n, seed, sampling_context(model, run_dir, splits, n, seed))
         steps_per_s = trained.get("train_steps_per_s")
         rows.append({
             "model": label, "family": model.family, "parameters": model.num_parameters(),
@@ -145,7 +170,7 @@ def compare(data: str, models: list[str], steps: int, out, seed: int = 0, iw_sam
             "quality_floor": quality.get("data_floor"),
             "train_steps_per_s": steps_per_s,
             "train_time_s": steps / steps_per_s if steps_per_s else None,
-            "sample_per_s": rate, "steps": steps, "batch_size": cfg.batch_size,
+            "sample_per_s": rate, "sample_n": n, "steps": steps, "batch_size": cfg.batch_size,
         })
         pictures.append((f"{label}\n{nll_caption(rows[-1])}", samples))
     if target is not None:
@@ -182,7 +207,17 @@ def budget_line(rows: list[dict], seed: int) -> str:
         return ", ".join(f"{r[key]} ({r['model']})" for r in rows)
 
     return (f"Budget: {same('steps')} training steps of batch size {same('batch_size')} per model, seed {seed}; "
-            "train time is each model's wall-clock time in training, validation included, final scoring not.")
+            "train time is each model's wall-clock time in training, validation included, final scoring not."
+            + sampling_line(rows))
+
+
+def sampling_line(rows: list[dict]) -> str:
+    """How the samples/s column was measured (the n of the rows, the threads)."""
+    sizes = sorted({r["sample_n"] for r in rows if r.get("sample_n")})
+    if not sizes:
+        return ""
+    return (f" Samples/s: one call drawing {' or '.join(map(str, sizes))} samples at once, after a warm-up call, "
+            f"eval mode, no gradients, {torch.get_num_threads()} threads.")
 
 
 def write_csv(rows: list[dict], columns: list[str], path: Path) -> None:
@@ -197,7 +232,7 @@ def write_target_tables(rows: list[dict], out: Path, target, seed: int = 0) -> N
     """compare.csv (:data:`TARGET_COLUMNS`) and compare.md for models fitted to an unnormalised target."""
     write_csv(rows, TARGET_COLUMNS, out / "compare.csv")
     head = ["model", "family", "params", "ELBO (nats)", "log Z IS", "log Z true", "log Z - ELBO = KL(q||p)",
-            "KL(p||q)", "ESS/N", "train time (s)", "train steps/s"]
+            "KL(p||q)", "ESS/N", "train time (s)", "train steps/s", "samples/s"]
     lines = [f"Variational inference on `{target.name}` ({target.spec.description}): ELBO = E_q[-U - log q] <= log Z, "
              "log Z IS = log mean exp(-U - log q) (20000 samples), log Z true by quadrature; all in nats.", "",
              budget_line(rows, seed) if rows else "", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -205,7 +240,8 @@ def write_target_tables(rows: list[dict], out: Path, target, seed: int = 0) -> N
         lines.append("| " + " | ".join([
             r["model"], r["family"], f"{r['parameters']:,}", _fmt(r["elbo_nats"], 4), _fmt(r["log_z_is"], 4),
             _fmt(r["log_z_true"], 4), _fmt(r["kl_nats"], 4), _fmt(r["forward_kl_nats"], 4),
-            _fmt(r["ess_fraction"], 3), _fmt(r["train_time_s"], 1), _fmt(r["train_steps_per_s"], 1)]) + " |")
+            _fmt(r["ess_fraction"], 3), _fmt(r["train_time_s"], 1), _fmt(r["train_steps_per_s"], 1),
+            _fmt(r["sample_per_s"], 0)]) + " |")
     write_text(out / "compare.md", "\n".join(lines) + "\n")
 
 

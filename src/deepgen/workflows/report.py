@@ -228,6 +228,10 @@ def write_run_report(model, splits, out, cfg, table, steps_per_s: float, world_s
             figure += (f", weights of step {scores['selected_step']} (lowest validation NLL "
                        f"{scores['selected_val_nll_nats']:.4f}; last step {scores['last_step_val_nll_nats']:.4f})")
         print(f"{figure}, n={scores.get('n', '-')}, {steps_per_s:.1f} steps/s", file=sys.stderr)
+        if scores.get("time_to_first_step_s") is not None:
+            print(f"first step after {scores['time_to_first_step_s']:.2f} s; run machinery (rows, checkpoints, "
+                  f"validation, pictures) {100 * (scores.get('machinery_share') or 0):.1f} % of training time",
+                  file=sys.stderr)
         files = [f for f in RUN_FILES if (out / f).exists()] + pictures
         files += ["tensorboard/"] if (out / "tensorboard").is_dir() else []
         print(f"wrote {out}/: {' '.join(files)}", file=sys.stderr)

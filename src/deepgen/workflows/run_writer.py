@@ -26,11 +26,15 @@ from deepgen.training.stop import StopOnSignal
 from deepgen.workflows.report import TRANSLATIONS_FILE, write_samples_plot, write_target_fit
 
 
+# The most of the training time that refreshing the sample picture at validations may take.
+PICTURE_SHARE = 0.02
+
+
 class RunWriter(pl.Callback):
     """Writes metrics.csv, weights and training state at every validation and at the end (rank 0 only)."""
 
     def __init__(self, out: Path, table: MetricsTable, cfg: TrainConfig, splits, run_extra: dict,
-                 guard: StopOnSignal | None = None, target=None):
+                 guard: StopOnSignal | None = None, target=None, started: float | None = None):
         self.out, self.table, self.cfg, self.log_every, self.splits = out, table, cfg, cfg.log_every, splits
         self.target = target  # an unnormalised target (variational inference) instead of data
         self.run_extra = run_extra
@@ -38,6 +42,12 @@ class RunWriter(pl.Callback):
         self.guard = guard
         self.t0 = time.perf_counter()
         self.last_checkpoint_time = time.monotonic()
+        # what the run machinery costs (rows, checkpoints, validation, pictures), and when the first step ended
+        self.started = started if started is not None else self.t0
+        self.machinery_s = 0.0
+        self.first_step_s: float | None = None
+        self.picture_s, self.last_picture_s = 0.0, 0.0
+        self._validation_t0: float | None = None
         # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
         # run starts from the record saved there)
         self.best_nll, self.best_step = math.inf, None
@@ -69,6 +79,9 @@ class RunWriter(pl.Callback):
         self.last_checkpoint_time = time.monotonic()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        t = time.perf_counter()
+        if self.first_step_s is None:
+            self.first_step_s = t - self.started
         step = module.absolute_step
         if step % self.log_every == 0 or step == 1:
             self.log_step(trainer, step)
@@ -77,6 +90,25 @@ class RunWriter(pl.Callback):
             if trainer.is_global_zero:
                 self.log_step(trainer, step)
                 self.checkpoint(trainer, module)
+        self.machinery_s += time.perf_counter() - t
+
+    def on_validation_start(self, trainer, module):
+        self._validation_t0 = time.perf_counter()
+
+    def timing(self, train_s: float) -> dict:
+        """scores.json's timing figures: seconds from the train() call to the end of the first step, and the
+        share of the training loop's wall time spent in the run machinery (rows, checkpoints, validation,
+        pictures)."""
+        return {"time_to_first_step_s": round(self.first_step_s, 3) if self.first_step_s is not None else None,
+                "machinery_s": round(self.machinery_s, 3),
+                "machinery_share": round(self.machinery_s / train_s, 4) if train_s > 0 else None}
+
+    def picture_due(self) -> bool:
+        """Refresh the picture at this validation?  Yes while pictures have cost at most PICTURE_SHARE of the
+        time trained so far (counting this one at the last one's cost): the first validation always does;
+        the final picture is written when training ends whatever the budget."""
+        elapsed = time.perf_counter() - self.t0
+        return self.picture_s + self.last_picture_s <= PICTURE_SHARE * elapsed
 
     def checkpoint_due(self, trainer, step: int) -> bool:
         """A step checkpoint (``--checkpoint-every``) or a wall-clock one (``--checkpoint-minutes``, one process
@@ -102,6 +134,14 @@ class RunWriter(pl.Callback):
     def on_validation_end(self, trainer, module):
         if trainer.sanity_checking:
             return
+        try:
+            self._after_validation(trainer, module)
+        finally:
+            if self._validation_t0 is not None:
+                self.machinery_s += time.perf_counter() - self._validation_t0
+                self._validation_t0 = None
+
+    def _after_validation(self, trainer, module):
         module.last_saved_step = module.absolute_step  # rank 0 saves it now (for the non-finite loss message)
         module.guard.remember(module, module.absolute_step)  # every process: the state rollbacks return to
         if not trainer.is_global_zero:
@@ -111,7 +151,10 @@ class RunWriter(pl.Callback):
         self.checkpoint(trainer, module)
         if self.cfg.keep == "best":
             self.keep_if_best(module.model, row.get("val/nll_nats"), module.absolute_step)
-        # samples as training goes: samples.png (target_fit.png) is refreshed at every validation
+        # samples as training goes: samples.png (target_fit.png) is refreshed at validations, within a time budget
+        if not self.picture_due():
+            return
+        t = time.perf_counter()
         was = module.model.training
         module.model.eval()
         suffix = f", step {module.absolute_step}"
@@ -123,6 +166,8 @@ class RunWriter(pl.Callback):
             write_samples_plot(module.model, self.splits, self.out / "samples.png", seed=self.cfg.seed,
                                title_suffix=suffix, label_context=self.label_context)
         module.model.train(was)
+        self.last_picture_s = time.perf_counter() - t
+        self.picture_s += self.last_picture_s
 
     def keep_if_best(self, model, val_nll: float | None, step: int) -> bool:
         """Save ``model`` to RUN/best/ when ``val_nll`` is the lowest validation NLL so far (keep: best)."""

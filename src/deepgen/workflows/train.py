@@ -236,8 +236,11 @@ def interrupted_message(out: Path, step: int, cfg: TrainConfig, signum: int, sav
 
 
 def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, verbose: bool = False,
-          progress: bool | None = None) -> dict:
+          progress: bool | None = None, started: float | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg.data`` into run directory ``out``; returns the scores dict.
+
+    ``started`` (a ``time.perf_counter()`` value; default: this call) is when the command began:
+    scores.json's ``time_to_first_step_s`` counts from it.
 
     The final test figure is computed by :func:`deepgen.evaluation.scoring.score_model`,
     the same function ``deepgen score`` uses, so the two agree exactly.
@@ -248,6 +251,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     becomes NaN or infinite raises :class:`~deepgen.errors.TrainingError` (the run keeps its
     last checkpoint).  On processes other than global rank 0 it returns ``{}``.
     """
+    started = time.perf_counter() if started is None else started
     quiet_lightning()
     out = Path(out)
     if progress is not None:
@@ -280,13 +284,14 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     # only now, when data and model are known to be good: a refused run leaves no directory behind
     lock = prepare_run_dir(out, resume, overwrite)  # held until training ends, also on an error or Ctrl-C
     try:
-        return _fit(cfg, out, resume, verbose, model, splits, label_context, target)
+        return _fit(cfg, out, resume, verbose, model, splits, label_context, target, started)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits, label_context, target) -> dict:
+def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits, label_context, target,
+         started: float) -> dict:
     """The part of :func:`train` that writes the run directory (under its lock)."""
     import lightning.pytorch as pl
 
@@ -326,7 +331,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
     guard.abort = lambda signum: TrainingInterrupted(
         interrupted_message(out, module.absolute_step, cfg, signum, saved=False, last_saved=module.last_saved_step),
         128 + int(signum))
-    writer = RunWriter(out, table, cfg, splits, run_extra, guard=guard, target=target)
+    writer = RunWriter(out, table, cfg, splits, run_extra, guard=guard, target=target, started=started)
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
@@ -380,4 +385,5 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
                                    world_size=trainer.world_size, verbose=verbose)
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
                             world_size=trainer.world_size, verbose=verbose, label_context=label_context,
-                            extra_scores={**(selection or {}), "nonfinite_steps": module.guard.summary()})
+                            extra_scores={**(selection or {}), "nonfinite_steps": module.guard.summary(),
+                                          **writer.timing(train_seconds)})

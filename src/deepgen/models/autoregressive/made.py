@@ -14,6 +14,12 @@ and ``log_prob`` is the exact log-density of their uniform mixture
     log p(x) = logsumexp_m log p_m(x) - log M,
 
 a normalized distribution (a mixture of normalized autoregressive models).
+
+Sampling draws the D dims in D steps, each on the whole batch (every row in the ordering of its own mask
+set), and costs about one network pass in all, not D: a hidden unit of degree v is computed once, when x at
+position v is known, and step t evaluates only the K output rows of its dim
+(:class:`~deepgen.nets.made.MADEStepper`).  Under a seed it draws what the D-pass reference draws
+(``_complete(..., incremental=False)``: a full pass per step), up to float rounding.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from deepgen.errors import DataError
 from deepgen.models.autoregressive.base import OUTPUT_HEADS, AutoregressiveModel, output_head
 from deepgen.models.base import unpack_batch
 from deepgen.nets import MaskedMLP
+from deepgen.nets.made import MADEStepper
 
 
 class MADE(AutoregressiveModel):
@@ -158,6 +165,29 @@ class MADE(AutoregressiveModel):
         posterior p(missing | observed) unless all observed dims come first.  log q is the log-probability
         of the drawn entries under the procedure that drew them: the mixture (1/M) sum_m q_m over the mask
         sets (under mask set ``mask_index`` alone when it is given)."""
+        return self._complete(conditioned_on, context, temperature, mask_index)
+
+    @torch.no_grad()
+    def sample(self, n, context=None, temperature=1.0, conditioned_on=None):
+        """n samples (n, *shape) on the data's scale: D steps in the ordering, each on the whole batch, costing
+        about one network pass in all (:class:`~deepgen.nets.made.MADEStepper`).
+
+        Temperature scales logits by 1/T (Bernoulli, categorical) or the scales by T
+        (Gaussian, mixtures); T = 0 takes each conditional's mode.  With M mask sets, each
+        sample uses one ordering drawn uniformly (an exact draw from the mixture).
+        ``conditioned_on`` (n, *shape), NaN where missing: see :meth:`complete`.
+        """
+        if conditioned_on is None:
+            dtype = next(self.parameters()).dtype
+            conditioned_on = torch.full((n, *self.spec.shape), float("nan"), device=self.device, dtype=dtype)
+        return self._complete(conditioned_on, context, temperature, None, need_log_q=False)[0]
+
+    @torch.no_grad()
+    def _complete(self, conditioned_on, context, temperature, mask_index, need_log_q: bool = True,
+                  incremental: bool = True):
+        """:meth:`complete`; ``need_log_q=False`` returns log q None (``sample`` drops it: no per-step log-probs,
+        no M passes for the mixture's), ``incremental=False`` takes every step's conditionals from a full network
+        pass (the D-pass reference)."""
         self._check_temperature(temperature)
         n = len(conditioned_on)
         x, missing = self._observed(conditioned_on, n)
@@ -168,13 +198,10 @@ class MADE(AutoregressiveModel):
             which = torch.full((n,), mask_index, dtype=torch.long)
         else:
             which = torch.randint(self.num_masks, (n,)) if self.num_masks > 1 else torch.zeros(n, dtype=torch.long)
-        log_q = torch.zeros(n, device=x.device, dtype=x.dtype)
-        for m in which.unique().tolist():
-            rows = (which == m).nonzero().squeeze(1).to(x.device)
-            xs = x[rows]
-            log_q[rows] = self._fill(xs, missing[rows], None if ctx is None else ctx[rows], temperature,
-                                     order=self.orders[m], cache={"mask": m})
-            x[rows] = xs
+        log_q = self._fill_rows(x, missing, which.to(x.device), ctx, temperature, incremental, need_log_q)
+        x_out = self.from_model_space(x.view(n, *self.spec.shape))
+        if not need_log_q:
+            return x_out, None
         if mask_index is None and self.num_masks > 1:
             # The procedure drew m uniformly, then x_h from q_m: its density is the mixture (1/M) sum_m q_m(x_h),
             # with q_m(x_h) = prod_{d hidden} p_m(x_d | x_<d) read off one pass per mask of the completed x.
@@ -182,18 +209,44 @@ class MADE(AutoregressiveModel):
             per_mask = torch.stack([(self.output.log_prob(x, self._params(view, ctx, m)) * hidden).sum(1)
                                     for m in range(self.num_masks)])
             log_q = torch.logsumexp(per_mask, 0) - math.log(self.num_masks)
-        return self.from_model_space(x.view(n, *self.spec.shape)), log_q + self.hidden_log_det(missing)
+        return x_out, log_q + self.hidden_log_det(missing)
 
-    @torch.no_grad()
-    def sample(self, n, context=None, temperature=1.0, conditioned_on=None):
-        """n samples (n, *shape) by D sequential passes in the ordering, on the data's scale.
+    def _fill_rows(self, x, missing, which, context, temperature, incremental: bool = True, need_log_q: bool = True):
+        """Fill the missing entries of flat model-space ``x`` (n, D) in place, row r in the ordering of mask set
+        ``which[r]``: D steps, step t drawing the dim at position t of every row at once (rows whose dim there is
+        observed keep it); returns log q (n,) of the drawn entries under their conditionals (None when not
+        ``need_log_q``).
 
-        Temperature scales logits by 1/T (Bernoulli, categorical) or the scales by T
-        (Gaussian, mixtures); T = 0 takes each conditional's mode.  With M mask sets, each
-        sample uses one ordering drawn uniformly (an exact draw from the mixture).
-        ``conditioned_on`` (n, *shape), NaN where missing: see :meth:`complete`.
-        """
-        if conditioned_on is None:
-            dtype = next(self.parameters()).dtype
-            conditioned_on = torch.full((n, *self.spec.shape), float("nan"), device=self.device, dtype=dtype)
-        return self.complete(conditioned_on, context, temperature)[0]
+        The conditionals come from a :class:`~deepgen.nets.made.MADEStepper` (each hidden unit computed once) or,
+        with ``incremental=False``, from a full pass per mask set in use at every step (D passes: the reference)."""
+        n, d = x.shape
+        orders = self.orders[which]  # (n, D): orders[r, t] = the dim of row r at step t
+        log_q = torch.zeros(n, device=x.device, dtype=x.dtype)
+        stepper = MADEStepper(self.net, which, context, x.dtype) if incremental else None
+        everything = bool(missing.all())  # plain sampling: no observed entries to keep
+        for t in range(d):
+            dims = orders[:, t:t + 1]
+            need = None if everything else missing.gather(1, dims).squeeze(1)
+            if need is not None and not need.any():
+                value = x.gather(1, dims).squeeze(1)
+            else:
+                params = stepper.params(t) if incremental else self._full_pass_step(x, dims, which, context)
+                drawn = self.output.sample(params, temperature)
+                value = drawn if need is None else torch.where(need, drawn, x.gather(1, dims).squeeze(1))
+                x.scatter_(1, dims, value[:, None])
+                if need_log_q:
+                    lp = self.output.log_prob(drawn, params)
+                    log_q = log_q + (lp if need is None else torch.where(need, lp, torch.zeros_like(lp)))
+            if incremental:
+                stepper.feed(t, self.scaled(value))
+        return log_q if need_log_q else None
+
+    def _full_pass_step(self, x, dims, which, context) -> torch.Tensor:
+        """(n, K): row r's conditional of dim ``dims[r]`` from a full pass of its mask set (the D-pass reference)."""
+        view = x.view(len(x), *self.spec.shape)
+        params = x.new_empty(len(x), self.k)
+        for m in which.unique().tolist():
+            rows = (which == m).nonzero().squeeze(1)
+            full = self._params(view[rows], None if context is None else context[rows], m)
+            params[rows] = full.gather(1, dims[rows, :, None].expand(-1, 1, self.k)).squeeze(1)
+        return params
