@@ -317,7 +317,7 @@ def test_registry_defaults_and_auto_choices(digits, binary_digits):
     assert m.arch == "conv" and m.decoder_kind == "logistic"
     assert build_model("vae", binary_digits.spec, {}).decoder_kind == "bernoulli"
     vec = build_model("vae", DataSpec("moons", (2,), None), {})
-    assert vec.arch == "mlp" and vec.decoder_kind == "gaussian"
+    assert vec.arch == "mlp" and vec.decoder_kind == "conditional-gaussian"
 
 
 @pytest.mark.parametrize("params, spec_name", [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepgen.bijections.fused_coupling import fused_coupling
 from deepgen.bijections.base import Bijection
 from deepgen.ops import sum_except_batch
 
@@ -31,6 +32,7 @@ class AffineCoupling(Bijection):
         self.conditioner = conditioner
         self.scale_bound = float(scale_bound)
         self.affine = affine
+        self.fused = True  # False: always the plain autograd path (e.g. to take gradients of gradients)
 
     def _scale_shift(self, x_masked, context):
         h = self.conditioner(x_masked, context)
@@ -44,6 +46,10 @@ class AffineCoupling(Bijection):
 
     def forward(self, x, context=None):
         if isinstance(self.conditioner, KeptToFree):  # the same map, computed on the free coordinates only
+            layers = self.conditioner.fused_layers() if self.fused else None
+            if layers is not None:  # one autograd node (deepgen.bijections.fused_coupling)
+                return fused_coupling(x, context, self.conditioner.kept, self.conditioner.free, self.scale_bound,
+                                      self.affine, layers)
             free = self.conditioner.free
             s, t = self.conditioner.scale_shift(x, context)
             if not self.affine:
@@ -81,6 +87,12 @@ class KeptToFree(nn.Module):
         self.register_buffer("free", (mask == 0).nonzero().squeeze(1))
         self.dim = mask.numel()
         self.net = net
+
+    def fused_layers(self):
+        """The net's linear layers when the net is a ReLU MLP on (kept coordinates, context) whose outputs are
+        (s, t) of the free coordinates (what :func:`~deepgen.bijections.fused_coupling.fused_coupling`
+        computes: s and t are its two halves, or its whole output is t for an additive coupling), else None."""
+        return getattr(self.net, "relu_layers", lambda: None)()
 
     def scale_shift(self, x, context=None):
         """(s, t) of the free coordinates, (B, #free) each (s before the coupling's bound)."""

@@ -30,6 +30,13 @@ class MLP(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
+    def relu_layers(self) -> list[nn.Linear] | None:
+        """The ``nn.Linear`` layers in order (hidden ones, then the output) when the hidden activation is ReLU
+        (what a fused implementation of this MLP needs to know), else None."""
+        if not all(isinstance(m, (nn.Linear, nn.ReLU)) for m in self.body):
+            return None
+        return [m for m in self.body if isinstance(m, nn.Linear)] + [self.out]
+
     def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """The last hidden layer (B, hidden) (the input itself when depth is 0)."""
         if context is not None:

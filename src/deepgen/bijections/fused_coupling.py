@@ -1,0 +1,96 @@
+"""A vector affine coupling with a ReLU-MLP conditioner as ONE autograd node, with its gradient written out.
+
+Forward (kept coordinates k, free coordinates f, context c, L hidden ReLU layers, bound B)::
+
+    h_0 = [x_k, c],   h_i = relu(h_{i-1} W_i^T + b_i),   [a, t] = h_L W_o^T + b_o
+    s = B tanh(a / B),   y_f = x_f exp(s) + t,   y_k = x_k,   log|det| = sum s
+
+Backward, from the gradients g_y of y and g_l of log|det|::
+
+    g_t = g_y,f,   g_s = g_y,f x_f exp(s) + g_l,   g_a = g_s (1 - (s / B)^2),   g_o = [g_a, g_t]
+    g_W_o = g_o^T h_L,  g_b_o = sum g_o,  g_h = g_o W_o;  per layer i = L..1:
+    g_pre = g_h [h_i > 0],  g_W_i = g_pre^T h_{i-1},  g_b_i = sum g_pre,  g_h = g_pre W_i
+    g_x,f = g_y,f exp(s),   g_x,k = g_y,k + g_h[:, :k],   g_c = g_h[:, k:]
+
+Autograd would build ~16 nodes per coupling for the same computation; on small vectors (2-D data,
+batch 256) their bookkeeping is most of a training step, and one node with this backward makes a
+RealNVP step about twice as fast on a CPU.  With ``affine=False`` (NICE's additive coupling) the
+output is t (or its second half is; the first, s, is then unused) and log|det| = 0.  Batched
+Jacobians (``jacobian(vectorize=True)``) work; gradients of gradients do not (``create_graph=True``
+through this node raises instead of silently treating the forward's intermediates as constants):
+set ``AffineCoupling.fused = False`` for those.  Conditioners that are not ReLU MLPs always take
+the plain autograd path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+
+class FusedCouplingMLP(torch.autograd.Function):
+    """``apply(x, context, kept, free, bound, affine, W_1, b_1, ..., W_L, b_L, W_o, b_o) -> (y, log|det|)``."""
+
+    @staticmethod
+    def forward(ctx, x, context, kept, free, bound, affine, *params):
+        h = x.index_select(1, kept)
+        if context is not None:
+            h = torch.cat([h, context.to(x.dtype)], 1)
+        hidden = [h]
+        for i in range(len(params) // 2 - 1):
+            h = torch.addmm(params[2 * i + 1], h, params[2 * i].t()).relu_()
+            hidden.append(h)
+        out = torch.addmm(params[-1], h, params[-2].t())
+        xf = x.index_select(1, free)
+        if affine:
+            nf = free.numel()
+            th = torch.tanh(out[:, :nf] / bound)
+            es = torch.exp(th * bound)
+            y = x.index_copy(1, free, torch.addcmul(out[:, nf:], xf, es))
+            logdet = th.sum(1) * bound
+        else:  # t is the output, or its second half (s = 0 is ignored)
+            th = es = None
+            y = x.index_copy(1, free, xf + out[:, out.shape[1] - free.numel():])
+            logdet = x.new_zeros(len(x))
+        ctx.save_for_backward(kept, free, xf, th, es, *hidden, *params)
+        ctx.order = torch.cat([kept, free]).argsort()  # [kept, free] columns -> the original order
+        ctx.meta = (affine, float(bound), len(hidden), context is not None, kept.numel(), out.shape[1])
+        return y, logdet
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, glogdet):
+        affine, bound, n_hidden, has_context, n_kept, n_out = ctx.meta
+        saved = ctx.saved_tensors
+        kept, free, xf, th, es = saved[:5]
+        hidden = saved[5:5 + n_hidden]
+        params = saved[5 + n_hidden:]
+        gyf = gy.index_select(1, free)
+        if affine:
+            gs = gyf * xf * es
+            if glogdet is not None:
+                gs = gs + glogdet.unsqueeze(1)
+            gout = torch.cat([gs * (1.0 - th * th), gyf], 1)
+            gxf = gyf * es
+        else:
+            gout = gyf if n_out == gyf.shape[1] else torch.cat([torch.zeros_like(gyf), gyf], 1)
+            gxf = gyf
+        grads = [None] * len(params)
+        grads[-2], grads[-1] = gout.t().mm(hidden[-1]), gout.sum(0)
+        gh = gout.mm(params[-2])
+        for i in reversed(range(n_hidden - 1)):
+            gpre = gh * (hidden[i + 1] > 0)
+            grads[2 * i], grads[2 * i + 1] = gpre.t().mm(hidden[i]), gpre.sum(0)
+            gh = gpre.mm(params[2 * i])
+        gxk = gy.index_select(1, kept) + (gh[:, :n_kept] if has_context else gh)  # (a whole-range slice is an
+        # alias, which autograd's batched gradients (jacobian(vectorize=True)) cannot take)
+        gx = torch.cat([gxk, gxf], 1).index_select(1, ctx.order)  # (gathers only: works under vmap too)
+        gcontext = gh[:, n_kept:] if has_context and ctx.needs_input_grad[1] else None
+        return (gx, gcontext, None, None, None, None, *grads)
+
+
+def fused_coupling(x, context, kept, free, bound: float, affine: bool, layers) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, log|det|) of the coupling above; ``layers`` are the conditioner's ``nn.Linear`` s in order (the
+    hidden ReLU layers, then the output layer)."""
+    params = [p for layer in layers for p in (layer.weight, layer.bias)]
+    return FusedCouplingMLP.apply(x, context, kept, free, bound, affine, *params)
