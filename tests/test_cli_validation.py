@@ -220,3 +220,23 @@ def test_param_values_in_exponent_notation_are_numbers():
     assert _parse_param("rtol=1e-3") == ("rtol", 0.001)
     assert _parse_param("atol=-2.5E+2") == ("atol", -250.0)
     assert _parse_param("name=e5") == ("name", "e5") and _parse_param("k=12") == ("k", 12)
+
+
+def test_input_errors_are_reported_before_the_heavy_imports(tmp_path):
+    """A wrong model name is reported before torch is imported; a bad data file before Lightning is
+    (the imports cost seconds; the check is what makes an input error answer in about a second)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,oops\n")
+    probe = ("import sys; from deepgen.cli import main; rc = main(sys.argv[1:]); "
+             "print(rc, 'torch' in sys.modules, any(m.startswith('lightning') for m in sys.modules))")
+    cases = [(["train", "--model", "realnvpp", "--data", "moons", "--out", str(tmp_path / "a")], "2 False False"),
+             (["train", "--model", "realnvp", "--data", str(bad), "--out", str(tmp_path / "b")], "2 True False"),
+             (["train", "--model", "realnvp", "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "c")],
+              "2 True False")]
+    for argv, expected in cases:
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
+        assert done.stdout.strip().splitlines()[-1] == expected, (argv, done.stdout, done.stderr)
+        assert not (tmp_path / argv[-1]).exists()

@@ -103,9 +103,9 @@ _TRAIN_FLAGS = {
 
 
 def cmd_train(args) -> int:
-    from deepgen.io import read_yaml
+    # the config is built and checked before the heavy imports (torch, Lightning), so a wrong name, value or
+    # path is reported at once
     from deepgen.training.config import TrainConfig, resolve_preset
-    from deepgen.workflows.train import resume_config, train
 
     overrides = {field: getattr(args, flag) for flag, field in _TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     overrides["progress"] = not args.no_progress  # the CLI shows progress; the Python API is quiet by default
@@ -117,11 +117,15 @@ def cmd_train(args) -> int:
                               "to its own directory")
         if args.preset:
             raise ConfigError("--resume takes no preset: the run's own config.yaml is its config")
+        from deepgen.workflows.train import resume_config
+
         cfg = resume_config(out, overrides, params)
     else:
         data: dict = {}
         source = "command line"
         if args.preset:
+            from deepgen.io import read_yaml
+
             path = resolve_preset(args.preset)
             data = read_yaml(path)
             source = str(path)
@@ -132,6 +136,8 @@ def cmd_train(args) -> int:
         if args.out is None:
             raise ConfigError("--out RUN_DIR is required (where the run directory is written)")
         out = Path(args.out)
+    from deepgen.workflows.train import train
+
     train(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, verbose=True, started=STARTED)
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:
         print(f"run directory: {out}")

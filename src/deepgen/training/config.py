@@ -100,6 +100,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
         names = {f.name: f for f in dataclasses.fields(cls)}
         if data.get("model"):
+            TrainConfig(model=str(data["model"]))._check_model_name()  # a wrong name is reported before torch loads
             from deepgen.models.registry import get_model_class
 
             # A model may declare better training defaults (e.g. a GAN's lr); explicit fields win.

@@ -28,6 +28,7 @@ from deepgen.workflows.report import TRANSLATIONS_FILE, write_samples_plot, writ
 
 # The most of the training time that refreshing the sample picture at validations may take.
 PICTURE_SHARE = 0.02
+PICTURE_GUESS_S = 0.25  # what a sample picture costs before one was timed (a matplotlib figure, written as PNG)
 
 
 class RunWriter(pl.Callback):
@@ -46,7 +47,7 @@ class RunWriter(pl.Callback):
         self.started = started if started is not None else self.t0
         self.machinery_s = 0.0
         self.first_step_s: float | None = None
-        self.picture_s, self.last_picture_s = 0.0, 0.0
+        self.picture_s, self.last_picture_s = 0.0, PICTURE_GUESS_S
         self._validation_t0: float | None = None
         # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
         # run starts from the record saved there)
@@ -105,7 +106,7 @@ class RunWriter(pl.Callback):
 
     def picture_due(self) -> bool:
         """Refresh the picture at this validation?  Yes while pictures have cost at most PICTURE_SHARE of the
-        time trained so far (counting this one at the last one's cost): the first validation always does;
+        time trained so far, counting this one at the last one's cost (PICTURE_GUESS_S before the first);
         the final picture is written when training ends whatever the budget."""
         elapsed = time.perf_counter() - self.t0
         return self.picture_s + self.last_picture_s <= PICTURE_SHARE * elapsed
@@ -151,8 +152,9 @@ class RunWriter(pl.Callback):
         self.checkpoint(trainer, module)
         if self.cfg.keep == "best":
             self.keep_if_best(module.model, row.get("val/nll_nats"), module.absolute_step)
-        # samples as training goes: samples.png (target_fit.png) is refreshed at validations, within a time budget
-        if not self.picture_due():
+        # samples as training goes: samples.png (target_fit.png) is refreshed at validations, within a time budget;
+        # not at the last step, whose picture the final report draws
+        if module.absolute_step >= self.cfg.steps or not self.picture_due():
             return
         t = time.perf_counter()
         was = module.model.training

@@ -271,6 +271,7 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
 
     import lightning.pytorch as pl
 
+    quiet_lightning()  # after its import, which sets its loggers to INFO
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg.model, splits.spec if target is None else target.spec, params, strict=not resume)
     if target is not None:
