@@ -5,23 +5,27 @@ Run from the repository root::
     PYTHONPATH=src .venv/bin/python benchmarks/train_path.py            # 3 rounds, realnvp/maf/nsf
     PYTHONPATH=src .venv/bin/python benchmarks/train_path.py --quick    # 1 round, 300 steps
 
-The setting of issue 13: deepgen's moons split, batch 256, Adam lr 1e-3, 2000 steps, on CPU
-with ``--threads`` threads (default 2) and ``OMP_WAIT_POLICY=PASSIVE``.  Per model:
+The setting of issue 13: deepgen's moons split, batch 256, Adam lr 1e-3, 2000 steps, on CPU.  Per model:
 
 * ``zuko``: zuko's flow of the same size (RealNVP: ``zuko.flows.RealNVP(2, transforms=8,
   hidden_features=(64, 64))``, deepgen's default 8 couplings of 64x2; MAF: 5 transforms of 128x2;
   NSF: 5 transforms of 64x2 with 8 bins), trained by a plain loop (a random batch of rows each
   step, ``loss = -flow().log_prob(x).mean()``, zero_grad, backward, step; zuko's defaults
-  otherwise, constant lr).  Its test NLL is its mean -log p on deepgen's test split.
+  otherwise, constant lr), once with torch's default threads (``zuko``: 2 on a 2-core machine) and
+  once with one thread (``zuko-1t``); the ratio is against the faster of the two.  Its test NLL is
+  its mean -log p on deepgen's test split.
 * ``deepgen train``: :func:`deepgen.workflows.train.train` with the same model, data, batch,
   lr and steps and every default (warm-up + cosine schedule, gradient clipping, validation every
-  500 steps with checkpoints and the sample picture, metrics rows): what ``deepgen train
-  --model M --data moons --steps 2000 --batch-size 256`` runs.  steps/s is its
+  500 steps with checkpoints and the sample picture, metrics rows, and its automatic thread count:
+  one thread for vector data): what ``deepgen train --model M --data moons --steps 2000
+  --batch-size 256`` runs.  steps/s is its
   ``train_steps_per_s`` (the time inside Lightning's fit, validations included); "call s" is
   the whole call (data, model, fit, final test scoring and pictures).
 
 The rows of one model alternate (zuko, deepgen, zuko, deepgen, ...) for ``--rounds`` rounds,
 so drifting background load hits both alike; the table shows medians and the ratio of medians.
+No ``OMP_WAIT_POLICY`` is set: PASSIVE (sleeping) OpenMP threads make every op of these small models
+wait for a wake-up (a 2-thread RealNVP step ran 4.5x slower with it on an idle machine).
 
 Then the start-up figures of the command line, each a fresh subprocess: ``deepgen --help``,
 ``deepgen list``, three input errors (an unknown model, a missing file, a CSV with a text cell),
@@ -41,13 +45,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
 
-import torch  # noqa: E402
-
-from deepgen.data import load_data  # noqa: E402
-from deepgen.training.config import TrainConfig  # noqa: E402
-from deepgen.workflows.train import train  # noqa: E402
+from deepgen.data import load_data
+from deepgen.training.config import TrainConfig
+from deepgen.workflows.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEEPGEN = [sys.executable, "-m", "deepgen"]
@@ -64,9 +66,18 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def zuko_row(model: str, steps: int, batch: int, seed: int) -> dict:
+def zuko_row(model: str, steps: int, batch: int, seed: int, threads: int) -> dict:
     import zuko
 
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _zuko_row(zuko, model, steps, batch, seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _zuko_row(zuko, model: str, steps: int, batch: int, seed: int) -> dict:
     splits = load_data("moons")
     x, test = splits.train, splits.test
     torch.manual_seed(seed)
@@ -92,7 +103,8 @@ def deepgen_row(model: str, steps: int, batch: int, seed: int, out: Path) -> dic
     scores = train(cfg, out, overwrite=True)
     call = time.perf_counter() - t0
     return {"steps_per_s": scores["train_steps_per_s"], "nll_nats": scores["nll_nats"], "call_s": call,
-            "machinery_share": scores.get("machinery_share"), "load": load_average()}
+            "machinery_share": scores.get("machinery_share"), "threads": scores.get("threads"),
+            "load": load_average()}
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, int, str]:
@@ -101,8 +113,8 @@ def timed(cmd: list[str], env: dict) -> tuple[float, int, str]:
     return time.perf_counter() - t0, done.returncode, (done.stderr.strip().splitlines() or [""])[-1]
 
 
-def startup_rows(threads: int, steps: int, batch: int, tmp: Path) -> list[dict]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+def startup_rows(steps: int, batch: int, tmp: Path) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     bad = tmp / "bad.csv"
     bad.write_text("a,b\n1,2\n3,oops\n")
     cases = [
@@ -135,45 +147,50 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="zuko's default-threads row (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="1 round of 300 steps")
     ap.add_argument("--no-startup", action="store_true", help="skip the command-line start-up figures")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.steps = 1, 300
-    torch.set_num_threads(args.threads)
+    default_threads = args.threads or torch.get_num_threads()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    result = {"settings": {**vars(args), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    result = {"settings": {**vars(args), "zuko_threads": default_threads,
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                            "torch": torch.__version__}, "models": {}, "startup": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for model in models:
-            rows = {"zuko": [], "deepgen": []}
+            rows = {"zuko": [], "zuko-1t": [], "deepgen": []}
             for r in range(args.rounds):
-                rows["zuko"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r))
+                rows["zuko"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r, default_threads))
+                rows["zuko-1t"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r, 1))
                 rows["deepgen"].append(deepgen_row(model, args.steps, args.batch_size, args.seed + r,
                                                    tmp / f"{model}-{r}"))
-                print(f"{model} round {r + 1}: zuko {rows['zuko'][-1]['steps_per_s']:.1f} steps/s, deepgen train "
+                print(f"{model} round {r + 1}: zuko {rows['zuko'][-1]['steps_per_s']:.1f} / 1 thread "
+                      f"{rows['zuko-1t'][-1]['steps_per_s']:.1f} steps/s, deepgen train "
                       f"{rows['deepgen'][-1]['steps_per_s']:.1f} steps/s (load {load_average()})", file=sys.stderr)
             med = {k: {f: statistics.median(row[f] for row in v) for f in ("steps_per_s", "nll_nats")}
                    for k, v in rows.items()}
-            result["models"][model] = {"rows": rows, "median": med,
-                                       "speed_ratio": med["deepgen"]["steps_per_s"] / med["zuko"]["steps_per_s"],
-                                       "nll_difference": med["deepgen"]["nll_nats"] - med["zuko"]["nll_nats"]}
+            best = max(("zuko", "zuko-1t"), key=lambda k: med[k]["steps_per_s"])
+            result["models"][model] = {"rows": rows, "median": med, "fastest_peer": best,
+                                       "speed_ratio": med["deepgen"]["steps_per_s"] / med[best]["steps_per_s"],
+                                       "nll_difference": med["deepgen"]["nll_nats"] - med[best]["nll_nats"]}
         if not args.no_startup:
-            result["startup"] = startup_rows(args.threads, args.steps, args.batch_size, tmp)
+            result["startup"] = startup_rows(args.steps, args.batch_size, tmp)
 
     print(f"\n`deepgen train` vs zuko's plain loop: moons, batch {args.batch_size}, {args.steps} steps, "
-          f"{args.threads} threads, {args.rounds} alternating rounds (medians)\n")
-    print("| model | zuko steps/s | deepgen train steps/s | ratio | zuko test NLL | deepgen test NLL | deepgen call s |"
-          " machinery |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{args.rounds} alternating rounds (medians); zuko at {default_threads} threads and at 1\n")
+    print("| model | zuko steps/s | zuko 1-thread steps/s | deepgen train steps/s (threads) | ratio to the faster zuko |"
+          " zuko test NLL | deepgen test NLL | deepgen call s | machinery |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for model, m in result["models"].items():
-        d = m["rows"]["deepgen"]
-        print(f"| {model} | {m['median']['zuko']['steps_per_s']:.1f} | {m['median']['deepgen']['steps_per_s']:.1f} | "
-              f"**{m['speed_ratio']:.2f}x** | {m['median']['zuko']['nll_nats']:.4f} | "
-              f"{m['median']['deepgen']['nll_nats']:.4f} | {statistics.median(r['call_s'] for r in d):.1f} | "
+        d, med = m["rows"]["deepgen"], m["median"]
+        print(f"| {model} | {med['zuko']['steps_per_s']:.1f} | {med['zuko-1t']['steps_per_s']:.1f} | "
+              f"{med['deepgen']['steps_per_s']:.1f} ({d[0].get('threads')}) | **{m['speed_ratio']:.2f}x** | "
+              f"{med[m['fastest_peer']]['nll_nats']:.4f} | {med['deepgen']['nll_nats']:.4f} | "
+              f"{statistics.median(r['call_s'] for r in d):.1f} | "
               f"{100 * statistics.median(r['machinery_share'] or 0 for r in d):.1f} % |")
     if result["startup"]:
         print("\n| command (fresh process) | seconds | exit | last line |")

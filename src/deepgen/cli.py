@@ -99,6 +99,7 @@ _TRAIN_FLAGS = {
     "lr_schedule": "lr_schedule", "grad_clip": "grad_clip", "context": "context", "labels": "labels",
     "keep": "keep", "exclude_classes": "exclude_classes", "checkpoint_every": "checkpoint_every",
     "checkpoint_minutes": "checkpoint_minutes", "nan_patience": "nan_patience", "max_rollbacks": "max_rollbacks",
+    "threads": "threads",
 }
 
 
@@ -336,6 +337,9 @@ def _train_help(defaults: dict) -> dict[str, str]:
         "nan_patience": d("nan_patience", "non-finite loss or gradient: each such step is skipped; this many in "
                           "a row roll back to the last checkpoint with the learning rate halved"),
         "max_rollbacks": d("max_rollbacks", "rollbacks before a persistent non-finite loss stops training"),
+        "threads": d("threads", "CPU threads of torch's ops; 0 = auto: OMP_NUM_THREADS if set, else 1 for vector "
+                     "data (small ops: one thread is as fast when idle and many times faster on a busy machine), "
+                     "torch's default for images"),
     }
 
 
@@ -379,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=h["checkpoint_minutes"])
     t.add_argument("--nan-patience", dest="nan_patience", type=int, metavar="K", help=h["nan_patience"])
     t.add_argument("--max-rollbacks", dest="max_rollbacks", type=int, metavar="R", help=h["max_rollbacks"])
+    t.add_argument("--threads", dest="threads", type=int, metavar="T", help=h["threads"])
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its saved weights and optimizer state")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")
     t.add_argument("--no-progress", dest="no_progress", action="store_true", help=h["no_progress"])

@@ -79,7 +79,7 @@ class FusedCouplingMLP(torch.autograd.Function):
         grads[-2], grads[-1] = gout.t().mm(hidden[-1]), gout.sum(0)
         gh = gout.mm(params[-2])
         for i in reversed(range(n_hidden - 1)):
-            gpre = gh * (hidden[i + 1] > 0)
+            gpre = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)  # gh where h > 0, else 0 (one op)
             grads[2 * i], grads[2 * i + 1] = gpre.t().mm(hidden[i]), gpre.sum(0)
             gh = gpre.mm(params[2 * i])
         gxk = gy.index_select(1, kept) + (gh[:, :n_kept] if has_context else gh)  # (a whole-range slice is an

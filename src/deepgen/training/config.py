@@ -45,7 +45,7 @@ FLAGS = {
     "progress": "--no-progress", "model_params": "--param", "keep": "--keep",
     "exclude_classes": "--exclude-classes", "checkpoint_every": "--checkpoint-every",
     "checkpoint_minutes": "--checkpoint-minutes", "nan_patience": "--nan-patience",
-    "max_rollbacks": "--max-rollbacks",
+    "max_rollbacks": "--max-rollbacks", "threads": "--threads",
 }
 
 # Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
@@ -54,6 +54,7 @@ RANGES = {
     "grad_clip": ">= 0", "seed": f"in [0, {SEED_MAX}]", "eval_every": ">= 1", "eval_batch_size": ">= 1",
     "log_every": ">= 1", "devices": ">= 1", "num_nodes": ">= 1", "checkpoint_every": ">= 0",
     "checkpoint_minutes": ">= 0", "nan_patience": ">= 1", "max_rollbacks": ">= 0",
+    "threads": ">= 0",
 }
 
 
@@ -95,6 +96,8 @@ class TrainConfig:
     checkpoint_minutes: float = 0.0  # also checkpoint when this many minutes passed since the last (0: off)
     nan_patience: int = 5  # this many non-finite steps in a row (each skipped) roll back to the last checkpoint
     max_rollbacks: int = 3  # rollbacks (each halving the lr) before a persistent non-finite loss stops training
+    # CPU threads of torch's ops: 0 = auto (OMP_NUM_THREADS if set, else 1 for vector data, torch's default for images)
+    threads: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":

@@ -64,6 +64,16 @@ class LikelihoodModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer):
         self.guard.check_update(self, optimizer, self._terms.get("loss"), self._terms)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Norm clipping with the total norm the non-finite check already computed (one norm per step, not two)."""
+        norm = self.guard.grad_norm
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and norm is not None:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.guard.end_step(self)
 

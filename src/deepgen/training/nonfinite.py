@@ -62,6 +62,7 @@ class NonFiniteGuard:
         self.rollbacks = 0
         self.lr_scale = 1.0
         self._step_bad = False
+        self.grad_norm = None  # the total gradient norm check_update computed for the update about to be applied
         self._terms: dict = {}
         self._saved = None  # (step, model state, optimizer states)
 
@@ -90,8 +91,10 @@ class NonFiniteGuard:
         culprits in the stop message."""
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
         flag = any_nonfinite([loss])
+        self.grad_norm = None
         if grads and self.check_grads:  # one fused norm over all gradients: NaN or inf if any entry is (or if it overflows)
-            flag = flag | ~torch.isfinite(torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False))
+            self.grad_norm = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)  # (clipping reuses it)
+            flag = flag | ~torch.isfinite(self.grad_norm)
         local = bool(flag)
         trainer = module.trainer
         bad = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
