@@ -34,8 +34,17 @@ test-slow: venv
 
 bench: venv
 	$(PIP) -e ".[bench]"
+	$(PY) benchmarks/train_path.py
 	$(PY) benchmarks/realnvp_vs_peers.py
 	$(PY) benchmarks/maf_nsf_vs_peers.py
+	$(PY) benchmarks/vae_vs_peers.py
+	$(PY) benchmarks/sampling.py
 
 clean:
 	rm -rf runs .pytest_cache
+
+# deepgen's image flows and VAE on a GPU at batches 256..4096 under bf16 autocast: steps/s, FLOP/s and the share of the
+# GPU's peak (benchmarks/README.md); on a machine without CUDA it says so in one line and exits 0.
+.PHONY: bench-gpu
+bench-gpu: venv
+	$(PY) benchmarks/gpu.py

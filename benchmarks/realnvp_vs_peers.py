@@ -92,6 +92,7 @@ from dataclasses import dataclass, field
 # threads under load).  Must be set before torch loads; applies to every library.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -131,7 +132,7 @@ def make_task(name: str) -> Task:
     s = splits.spec
     flat_spec = DataSpec(f"{s.name}-flat", (s.dim,), s.levels, f"{s.description}; flattened to {s.dim}-dim vectors")
     flat = Splits(flat_spec, *(splits.split(p).reshape(len(splits.split(p)), -1) for p in ("train", "val", "test")),
-                  labels=dict(splits.labels))
+                  labels=dict(splits.labels), classes=tuple(splits.classes))
     return Task(name, flat, splits)
 
 
@@ -326,8 +327,14 @@ def lightning_train(budget: Budget, data: str, params: dict, splits: Splits | No
 
     det = torch.are_deterministic_algorithms_enabled()
     with tempfile.TemporaryDirectory() as out:
+        ctx = contextlib.nullcontext()
+        if splits is not None:  # no built-in name: a scratch .npy names the data, train() is handed ``splits``
+            from deepgen.data.source import canonical_source
+
+            data = os.path.join(out, "data-name.npy")
+            np.save(data, splits.val.numpy())
+            ctx = substituted_data(splits, canonical_source(data))
         cfg = budget.train_config("realnvp", data, params)
-        ctx = substituted_data(splits, data) if splits is not None else contextlib.nullcontext()
         with ctx, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scores = train(cfg, out, verbose=False)

@@ -17,7 +17,8 @@ domain-A examples).  A sampler's cost is the same for trained weights, with one 
 table: FFJORD's adaptive ODE solver takes as many steps as the learned dynamics need, so its figure for
 a trained model may differ (usually it is lower).
 
-Threads: ``torch.set_num_threads(--threads)`` (default 2) and ``OMP_WAIT_POLICY=PASSIVE`` unless already set
+Threads: ``torch.set_num_threads(--threads)`` (default 1: a sampling step is a small op on 1000 rows, which a
+second thread does not speed up, and waiting for it costs a lot on a shared machine); no ``OMP_WAIT_POLICY``
 (idle OpenMP threads sleep instead of spinning: on a shared CPU, spinning threads that lose their core stall
 every op).  The 1-minute load average is printed with every row: compare figures only at similar loads.
 The last line of stdout is one JSON object with every figure.
@@ -32,7 +33,6 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
 
 import torch  # noqa: E402
 
@@ -84,13 +84,13 @@ def main(argv=None) -> int:
     parser.add_argument("--models", help="comma-separated model names (default: every registered model)")
     parser.add_argument("--n", type=int, default=1000, help="samples per timed call (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per model (default 3)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else model_names()
     print(f"sampling {args.n} samples per call, median of {args.repeats} calls after a warm-up; untrained models; "
-          f"{args.threads} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, torch {torch.__version__}, "
+          f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, torch {torch.__version__}, "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}", file=sys.stderr)
     rows, cache, started = [], {}, time.perf_counter()
     header = f"{'model':<15} {'family':<15} {'data':<13} {'samples/s':>10} {'best':>10} {'s/call':>8} {'load':>5}  note"
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         rows.append(row)
         sys.stdout.flush()
     print(json.dumps({"benchmark": "sampling", "n": args.n, "repeats": args.repeats, "threads": args.threads,
-                      "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "torch": torch.__version__,
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "torch": torch.__version__,
                       "trained": False, "wall_s": round(time.perf_counter() - started, 1), "rows": rows}))
     return 0
 
