@@ -223,7 +223,8 @@ def test_param_values_in_exponent_notation_are_numbers():
 
 
 def test_input_errors_are_reported_before_the_heavy_imports(tmp_path):
-    """A wrong model name is reported before torch is imported; a bad data file before Lightning is
+    """A wrong model name or a missing data file is reported before torch is imported; a bad data file before
+    Lightning is
     (the imports cost seconds; the check is what makes an input error answer in about a second)."""
     import subprocess
     import sys
@@ -235,7 +236,9 @@ def test_input_errors_are_reported_before_the_heavy_imports(tmp_path):
     cases = [(["train", "--model", "realnvpp", "--data", "moons", "--out", str(tmp_path / "a")], "2 False False"),
              (["train", "--model", "realnvp", "--data", str(bad), "--out", str(tmp_path / "b")], "2 True False"),
              (["train", "--model", "realnvp", "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "c")],
-              "2 True False")]
+              "2 False False"),
+             (["train", "--model", "realnvp", "--data", "moons", "--steps", "-5", "--out", str(tmp_path / "d")],
+              "2 False False")]
     for argv, expected in cases:
         done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
         assert done.stdout.strip().splitlines()[-1] == expected, (argv, done.stdout, done.stderr)

@@ -41,10 +41,9 @@ from deepgen.data.mapped import RowView, max_data_bytes, memmap_threshold
 from deepgen.data.spec import DataSpec, validate_array
 from deepgen.errors import DataError
 
-FORMATS = ("idx", "npy", "npz", "csv", "images")
+from deepgen.data.paths import EXPECTED as _EXPECTED, FORMATS, path_error as _err, split_source as _split_source
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _NPZ_KEYS = ("x", "data", "arr_0")
-_EXPECTED = "expected a .npy, .npz, .csv, IDX file (.gz, -ubyte, .idx*) or a folder of images"
 
 # IDX type code -> (big-endian numpy dtype, name)
 _IDX_TYPES = {
@@ -57,11 +56,6 @@ _IDX_TYPES = {
 }
 
 
-def _err(path: str, what: str) -> DataError:
-    """The one-line error ``"<path>: <what>"``."""
-    return DataError(f"{path}: {what}")
-
-
 def _why(exc: BaseException) -> str:
     """First line of a library exception, for the one-line message."""
     text = str(exc).strip().splitlines()
@@ -69,23 +63,6 @@ def _why(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- sources
-
-
-def _split_source(source: str) -> tuple[str | None, str, str | None]:
-    """``[fmt:]path[:key]`` -> (fmt or None, path, npz key or None)."""
-    fmt = None
-    head, sep, rest = source.partition(":")
-    if sep and head in FORMATS:
-        fmt, source = head, rest
-    key = None
-    if not os.path.exists(source):
-        base, sep, k = source.rpartition(":")
-        if sep and k and base.lower().endswith(".npz") and os.path.isfile(base):
-            source, key = base, k
-            if fmt not in (None, "npz"):
-                raise _err(source, f"an array key ':{k}' needs the npz format, not '{fmt}'")
-            fmt = "npz"
-    return fmt, source, key
 
 
 def _guess_format(path: str) -> str:

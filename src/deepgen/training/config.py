@@ -101,28 +101,36 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
-        names = {f.name: f for f in dataclasses.fields(cls)}
+        cfg = cls._from_fields(data, source)
         if data.get("model"):
-            TrainConfig(model=str(data["model"]))._check_model_name()  # a wrong name is reported before torch loads
+            # the checks that need no torch first: a wrong name, value or data path is reported at once
+            cfg.check(source, quick=True)
             from deepgen.models.registry import get_model_class
 
             # A model may declare better training defaults (e.g. a GAN's lr); explicit fields win.
-            data = {**getattr(get_model_class(str(data["model"])), "train_defaults", {}), **data}
+            defaults = getattr(get_model_class(str(data["model"])), "train_defaults", {})
+            if defaults:
+                cfg = cls._from_fields({**defaults, **data}, source)
+        cfg.check(source)
+        return cfg
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any], source: str) -> "TrainConfig":
+        names = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in data.items():
             if key not in names:
                 raise ConfigError(f"{source}: {unknown_name('field', key, names)}")
             kwargs[key] = _coerce(key, value, names[key], source)
-        cfg = cls(**kwargs)
-        cfg.check(source)
-        return cfg
+        return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def check(self, source: str = "config") -> None:
+    def check(self, source: str = "config", quick: bool = False) -> None:
         """Validate every field (types, ranges, choices, what this machine can run, the model's
-        parameters); the first problem raises ConfigError with one line naming the field.
+        parameters); the first problem raises ConfigError with one line naming the field.  ``quick``: only
+        the checks that import no torch (types, ranges, names, that a data file exists).
 
         Nothing is written: :func:`deepgen.workflows.train.train` calls this before it creates
         the run directory.
@@ -132,6 +140,11 @@ class TrainConfig:
             self._check_types()
             self._check_values()
             self._check_model_name()
+            if quick:  # (``quick``: only these, and that a data file exists; no torch)
+                from deepgen.data.paths import check_exists
+
+                check_exists(self.data)
+                return
             self._check_data()
             self._check_machine()
             self._check_model()
