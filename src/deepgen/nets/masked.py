@@ -32,6 +32,7 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias)
         # bool keeps the stack 4x smaller than float; ``weight * mask`` promotes to the weight's dtype.
         self.register_buffer("mask", self._checked(masks), persistent=persistent)
+        self._float_masks: torch.Tensor | None = None  # the masks in the weight's dtype (built on first use)
 
     def _checked(self, masks: torch.Tensor) -> torch.Tensor:
         masks = torch.as_tensor(masks).to(dtype=torch.bool)
@@ -49,9 +50,19 @@ class MaskedLinear(nn.Linear):
     def set_masks(self, masks: torch.Tensor) -> None:
         """Replace the mask stack (same layer shape; the number of masks may change)."""
         self.mask = self._checked(masks).to(self.weight.device)
+        self._float_masks = None
+
+    def float_mask(self, index: int = 0) -> torch.Tensor:
+        """Mask ``index`` as 0/1 in the weight's dtype and device, kept between calls (a float weight times a bool
+        mask would convert the mask on every call)."""
+        cached = self._float_masks
+        w = self.weight
+        if cached is None or cached.dtype != w.dtype or cached.device != w.device or cached.shape != self.mask.shape:
+            cached = self._float_masks = self.mask.to(device=w.device, dtype=w.dtype)
+        return cached[index]
 
     def forward(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask[index], self.bias)
+        return F.linear(x, self.weight * self.float_mask(index), self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_masks={self.num_masks}"
