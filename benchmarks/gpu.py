@@ -24,7 +24,8 @@ What is measured, per (model, batch):
 * ``TFLOP/s`` = FLOP/step x steps/s, and ``% of peak`` against the GPU's dense bf16 tensor-core peak from
   :data:`PEAK_BF16_TFLOPS` (by ``torch.cuda.get_device_name``; "unknown" for other GPUs);
 * ``peak mem``: ``torch.cuda.max_memory_allocated`` over the timed steps; a batch that runs out of GPU memory
-  is reported as OOM and larger batches of that model are skipped.
+  is reported as OOM and larger batches of that model are skipped (as after any other error, which is
+  reported in the table: one model failing does not lose the others' figures).
 
 Then, unless ``--no-train-path``, one ``deepgen.workflows.train.train`` call per model (what
 ``deepgen train --model M --data digits --precision bf16-mixed --accelerator gpu`` runs, with every default)
@@ -161,17 +162,21 @@ def _ints(text: str) -> tuple[int, ...]:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--batches", type=_ints, default=BATCHES)
-    ap.add_argument("--steps", type=int, default=50, help="timed steps per point")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
-    ap.add_argument("--train-steps", type=int, default=500, help="steps of each deepgen train row")
+    ap.add_argument("--batches", type=_ints, help=f"default {','.join(map(str, BATCHES))}")
+    ap.add_argument("--steps", type=int, help="timed steps per point (default 50)")
+    ap.add_argument("--warmup", type=int, help="untimed steps before them (default 10)")
+    ap.add_argument("--train-steps", type=int, help="steps of each deepgen train row (default 500)")
     ap.add_argument("--no-autocast", dest="autocast", action="store_false", help="float32 instead of bf16 autocast")
     ap.add_argument("--no-train-path", dest="train_path", action="store_false", help="skip the deepgen train rows")
-    ap.add_argument("--cpu-smoke", action="store_true", help="run on the CPU at a tiny size (batches 8,16, 2 steps)")
+    ap.add_argument("--cpu-smoke", action="store_true", help="run on the CPU at a tiny size (unless given: batches "
+                    "8,16, 2 steps after 1, 3 train steps)")
     args = ap.parse_args(argv)
     args.models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    if args.cpu_smoke:
-        args.batches, args.steps, args.warmup, args.train_steps = (8, 16), 2, 1, 3
+    defaults = {"batches": (8, 16), "steps": 2, "warmup": 1, "train_steps": 3} if args.cpu_smoke else \
+        {"batches": BATCHES, "steps": 50, "warmup": 10, "train_steps": 500}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return args
 
 
@@ -202,6 +207,11 @@ def main(argv=None) -> int:
                 result["rows"].append({"model": model, "batch": batch, "oom": True})
                 print(f"{model} batch {batch}: out of GPU memory; larger batches skipped", file=sys.stderr)
                 break
+            except Exception as exc:  # one model failing (e.g. an op without a bf16 kernel) must not lose the rest
+                result["rows"].append({"model": model, "batch": batch, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                print(f"{model} batch {batch}: failed ({type(exc).__name__}: {exc}); larger batches skipped",
+                      file=sys.stderr)
+                break
             result["rows"].append(row)
             print(f"{model} batch {batch}: {row['steps_per_s']:.1f} steps/s, {row['tflops']:.2f} TFLOP/s, "
                   f"loss {row['last_loss']:.3f}", file=sys.stderr, flush=True)
@@ -209,7 +219,12 @@ def main(argv=None) -> int:
         batch = min(max(args.batches), len(splits.train))
         with tempfile.TemporaryDirectory() as tmp:
             for model in args.models:
-                row = train_path_row(model, batch, args.train_steps, device, Path(tmp) / model)
+                try:
+                    row = train_path_row(model, batch, args.train_steps, device, Path(tmp) / model)
+                except Exception as exc:
+                    row = {"model": model, "batch": batch, "steps": args.train_steps, "steps_per_s": None,
+                           "test_nll_nats": None, "bits_per_dim": None, "call_s": 0.0,
+                           "error": f"{type(exc).__name__}: {exc}"[:300]}
                 result["train_path"].append(row)
                 print(f"deepgen train {model} batch {batch}: {_f(row['steps_per_s'])} steps/s, test NLL "
                       f"{_f(row['test_nll_nats'], '.2f')}", file=sys.stderr, flush=True)
@@ -220,8 +235,8 @@ def main(argv=None) -> int:
     print("| model | batch | steps/s | examples/s | GFLOP/step | TFLOP/s | % of peak | peak mem MB | loss |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
-        if r.get("oom"):
-            print(f"| {r['model']} | {r['batch']} | OOM | | | | | | |")
+        if r.get("oom") or r.get("error"):
+            print(f"| {r['model']} | {r['batch']} | {'OOM' if r.get('oom') else 'failed: ' + r['error']} | | | | | | |")
             continue
         frac = "unknown" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.2f}"
         mem = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
@@ -229,11 +244,12 @@ def main(argv=None) -> int:
               f"{r['flop_per_step'] / 1e9:.2f} | {r['tflops']:.3f} | {frac} | {mem} | {r['last_loss']:.3f} |")
     if result["train_path"]:
         print("\n`deepgen train --precision bf16-mixed` (in-process train(), every other default)\n")
-        print("| model | batch | steps | steps/s | test NLL nats | bits/dim | call s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| model | batch | steps | steps/s | test NLL nats | bits/dim | call s | error |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in result["train_path"]:
             print(f"| {r['model']} | {r['batch']} | {r['steps']} | {_f(r['steps_per_s'])} | "
-                  f"{_f(r['test_nll_nats'], '.2f')} | {_f(r['bits_per_dim'], '.3f')} | {r['call_s']:.1f} |")
+                  f"{_f(r['test_nll_nats'], '.2f')} | {_f(r['bits_per_dim'], '.3f')} | {r['call_s']:.1f} | "
+                  f"{r.get('error', '')} |")
     print(json.dumps(result, default=str))
     return 0
 

@@ -18,23 +18,24 @@ where memory or DDP needs a fresh process), with every default but the ones name
 * ``peak RSS``: in-process points, the process's resident-set high-water mark (VmHWM) over the call,
   reset before it by writing 5 to /proc/self/clear_refs, and ``added`` = that peak minus the RSS just before
   the call (torch's CPU tensors bypass Python's allocator, so tracemalloc would not see them); child
-  points, ``ru_maxrss`` of the child from ``os.wait4`` and, for DDP, the peak of the summed RSS of the
-  process tree sampled every 50 ms;
+  points, the largest VmHWM of the child's processes and the peak of their summed RSS, sampled from /proc every
+  50 ms (not ``ru_maxrss``, which counts this script's own memory: see :func:`child_point`);
 * ``call s``: wall time of the whole call or command (data, model, fit, test scoring, pictures);
 * ``load``: the 1-minute load average when the point finished (the machine may be shared).
 
 The parts (``--parts``, default all):
 
-``batch``  RealNVP and MAF on the built-in moons (10^4 training rows), batch 64 ... 4096, 1 thread.
+``batch``  RealNVP and MAF on the built-in moons (10^4 training rows), batch 64 ... 4096, 1 thread (``--threads``).
 ``dim``    RealNVP and MAF on a mixture of 8 Gaussians in D = 2 ... 256 dimensions (20 000 rows written to a
-           temporary .npy file, split 80/10/10 by deepgen as any user's file), default batch (128), 1 thread;
-           also the test NLL per dimension.
+           temporary .npy file, split 80/10/10 by deepgen as any user's file), default batch (128), 1 thread
+           (``--threads``); also the test NLL per dimension.
 ``rows``   RealNVP on 10^4 ... 10^7 rows of noisy two moons in a memory-mapped .npy (``DEEPGEN_MEMMAP_BYTES=0``
-           maps every size; written by :func:`memmap_rss.write_moons`, run by :func:`memmap_rss.run_child`),
+           maps every size; written by :func:`memmap_rss.write_moons`, run by memmap_rss's child wrapper),
            default batch, 1 thread.  The validation pass at the last step and the test scoring read 10 % of the
-           rows each, so ``steps/s`` and ``call s`` grow with the file while ``loop steps/s`` should not.
-``ddp``    RealNVP on moons at the same global batch (``--ddp-batches``): 2 DDP processes on the CPU (``--devices 2
-           --strategy ddp --accelerator cpu``, 1 thread each: each process computes half of every batch and the
+           rows each, so ``steps/s`` falls and ``call s`` grows with the file while ``loop steps/s`` should not.
+``ddp``    RealNVP and MAF on moons at the same global batch (``--ddp-batches``): 2 DDP processes on the CPU
+           (``--devices 2 --strategy ddp --accelerator cpu``, 1 thread each, ``--batch-size`` half the global batch:
+           deepgen's ``--batch-size`` is per process; each process computes its half of every batch and the
            gradients are averaged over gloo) against 1 process with 2 threads and 1 process with 1 thread:
            wall time of the command, steps/s and test NLL.
 
@@ -60,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memmap_rss import _status_kb, run_child, write_moons  # noqa: E402
+from memmap_rss import _CHILD as MEMMAP_CHILD, write_moons  # noqa: E402
 from train_path import ROOT, load_average  # noqa: E402
 
 PARTS = ("batch", "dim", "rows", "ddp")
@@ -149,76 +150,99 @@ def _tree_pids(pid: int) -> list[int]:
     return out
 
 
-def child_point(args: list[str], out: Path, threads: int, steps: int, batch: int, timeout: float,
-                env_extra: dict | None = None) -> dict:
-    """``deepgen train ARGS --out OUT`` in a child process (``python -m deepgen``, so Lightning's DDP launcher can
-    start the other ranks the same way) with ``threads`` threads per process: its figures, ``ru_maxrss`` of the
-    child (the largest process of the tree), the peak of the tree's summed RSS, and the command's wall time.
+def proc_status_kb(pid: int, keys=("VmRSS", "VmHWM", "RssAnon", "RssFile")) -> dict[str, int]:
+    """Fields of /proc/PID/status in KiB ({} once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f if ":" in line) if k in keys}
+    except (OSError, ValueError):
+        return {}
+
+
+def child_point(args: list[str], out: Path, threads: int, steps: int, batch: int, timeout: float, world: int = 1,
+                env_extra: dict | None = None, launcher: list[str] | None = None) -> dict:
+    """``deepgen train ARGS --out OUT`` in a child process with ``threads`` threads per process: its figures, its
+    memory and the command's wall time.  ``launcher`` defaults to ``python -m deepgen`` (so that Lightning's DDP
+    launcher starts the other ranks the same way); ``batch`` is ``--batch-size`` (per process), ``world`` the
+    number of processes (for examples/s).
+
+    Memory is sampled from /proc every 50 ms: ``peak_rss_mb`` is the largest VmHWM (the high-water mark of the
+    resident set since the process's exec) of any process of the tree, ``tree_peak_rss_mb`` the peak of the
+    tree's summed VmRSS, ``peak_anon_mb`` / ``peak_file_mb`` the peaks of the main process's anonymous and
+    file-backed resident memory (a memory map's pages are file-backed).  Not ``ru_maxrss`` from ``wait4``: Linux
+    carries the high-water mark of the forking parent's memory across the exec into it (a child of a 500 MB
+    parent reports >= 500 MB), which would report this script's own memory.
+
     A command still running after ``timeout`` seconds is stopped (SIGTERM to its process group, SIGKILL 20 s
     later) and the point is marked ``dropped``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads), **(env_extra or {})}
-    cmd = [sys.executable, "-m", "deepgen", "train", *args, "--threads", str(threads), "--steps", str(steps),
-           "--batch-size", str(batch), "--out", str(out), "--overwrite", "--no-progress"]
+    cmd = [*(launcher or [sys.executable, "-m", "deepgen"]), "train", *args, "--threads", str(threads),
+           "--steps", str(steps), "--batch-size", str(batch), "--out", str(out), "--overwrite", "--no-progress"]
     log = out.parent / f"{out.name}.log"
-    peak_tree = [0]
-    done = threading.Event()
+    peaks = {"hwm": 0, "tree": 0, "anon": 0, "file": 0}
+    done, timed_out = threading.Event(), threading.Event()
     t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-    timed_out = threading.Event()
 
     def stop(sig):
         timed_out.set()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
 
-    timers = [threading.Timer(timeout, stop, (signal.SIGTERM,)), threading.Timer(timeout + 20, stop, (signal.SIGKILL,))]
-    for t in timers:
-        t.daemon = True
-        t.start()
-
     def sample():
         while not done.is_set():
-            total = sum(_status_kb(p).get("VmRSS", 0) for p in _tree_pids(proc.pid))
-            peak_tree[0] = max(peak_tree[0], total)
+            status = {p: proc_status_kb(p) for p in _tree_pids(proc.pid)}
+            peaks["tree"] = max(peaks["tree"], sum(v.get("VmRSS", 0) for v in status.values()))
+            peaks["hwm"] = max([peaks["hwm"], *(v.get("VmHWM", 0) for v in status.values())])
+            peaks["anon"] = max(peaks["anon"], status.get(proc.pid, {}).get("RssAnon", 0))
+            peaks["file"] = max(peaks["file"], status.get(proc.pid, {}).get("RssFile", 0))
             time.sleep(0.05)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    timers = [threading.Timer(timeout, stop, (signal.SIGTERM,)), threading.Timer(timeout + 20, stop, (signal.SIGKILL,))]
+    threads_started = [*timers, threading.Thread(target=sample, daemon=True)]
+    for t in threads_started:
+        t.daemon = True
+        t.start()
+    rc = proc.wait()
     wall = time.perf_counter() - t0
     for t in timers:
         t.cancel()
     done.set()
-    sampler.join()
-    rc = os.waitstatus_to_exitcode(status)
+    threads_started[-1].join()
+    text = log.read_text()
     scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
+    note = next((json.loads(line.split(" ", 1)[1]) for line in text.splitlines() if line.startswith("MEMMAP_NOTE")), {})
     if rc and not timed_out.is_set():
-        print(log.read_text()[-2000:], file=sys.stderr)
-    return {**figures(scores, steps, batch), "rc": rc, "dropped": timed_out.is_set(), "call_s": wall,
-            "peak_rss_mb": usage.ru_maxrss * 1024 / 1e6, "tree_peak_rss_mb": peak_tree[0] * 1024 / 1e6, "load": load_average()}
+        print(text[-2000:], file=sys.stderr)
+    mb = 1024 / 1e6
+    return {**figures(scores, steps, batch * world), "rc": rc, "dropped": timed_out.is_set(), "call_s": wall,
+            "peak_rss_mb": peaks["hwm"] * mb, "tree_peak_rss_mb": peaks["tree"] * mb,
+            "peak_anon_mb": peaks["anon"] * mb, "peak_file_mb": peaks["file"] * mb, "note": note,
+            "load": load_average()}
 
 
 # --- the parts ----------------------------------------------------------------------------------------------------
-def part_batch(models, batches, steps, tmp: Path, log) -> list[dict]:
+def part_batch(models, batches, steps, threads: int, tmp: Path, log) -> list[dict]:
     rows = []
     for model in models:
         for b in batches:
-            r = {"model": model, "batch": b, **in_process_point(model, "moons", steps, b, 1, tmp / f"b-{model}-{b}")}
+            r = {"model": model, "batch": b,
+                 **in_process_point(model, "moons", steps, b, threads, tmp / f"b-{model}-{b}")}
             rows.append(r)
             log(f"batch {model} {b}: {r['steps_per_s']:.1f} steps/s (loop {r['loop_steps_per_s']:.1f}), peak RSS "
                 f"{r['peak_rss_mb']:.0f} MB (+{r['added_mb']:.1f}), load {r['load']}")
     return rows
 
 
-def part_dim(models, dims, steps, n: int, tmp: Path, log) -> list[dict]:
+def part_dim(models, dims, steps, n: int, threads: int, tmp: Path, log) -> list[dict]:
     rows = []
     for d in dims:
         data = tmp / f"gmm_{d}.npy"
         write_gaussian_mixture(data, n, d)
         for model in models:
             r = {"model": model, "dim": d, "batch": 128,
-                 **in_process_point(model, str(data), steps, 128, 1, tmp / f"d-{model}-{d}")}
+                 **in_process_point(model, str(data), steps, 128, threads, tmp / f"d-{model}-{d}")}
             rows.append(r)
             log(f"dim {model} D={d}: {r['steps_per_s']:.1f} steps/s (loop {r['loop_steps_per_s']:.1f}), "
                 f"NLL/D {r['test_nll_nats'] / d:.3f}, peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load']}")
@@ -233,23 +257,25 @@ def part_rows(model: str, sizes, steps, tmp: Path, log) -> list[dict]:
         t0 = time.perf_counter()
         write_moons(data, n)
         write_s = time.perf_counter() - t0
-        out = tmp / f"r-{n}"
-        r = run_child(data, out, steps, {"DEEPGEN_MEMMAP_BYTES": "0", "OMP_NUM_THREADS": "1"}, model)
-        scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
+        # memmap_rss's child wrapper: deepgen's CLI, noting whether the splits were memory-mapped and the reads
+        r = child_point(["--model", model, "--data", str(data)], tmp / f"r-{n}", 1, steps, 128, timeout=1e9,
+                        env_extra={"DEEPGEN_MEMMAP_BYTES": "0"}, launcher=[sys.executable, "-c", MEMMAP_CHILD])
         r = {"model": model, "rows": n, "file_mb": data.stat().st_size / 1e6, "write_s": write_s, "batch": 128,
-             **figures(scores, steps, 128), **r, "call_s": r["wall_s"], "load": load_average()}
+             "memmap": r["note"].get("memmap_views", 0) > 0, **r}
         rows.append(r)
-        log(f"rows {n}: {r['steps_per_s'] or float('nan'):.1f} steps/s (loop {r['loop_steps_per_s'] or float('nan'):.1f}),"
-            f" peak RSS {r['peak_rss_mb']} MB (anon {r['sampled_peak_anon_mb']}), memmap {r['memmap']}, "
-            f"call {r['call_s']} s, rc {r['rc']}, load {r['load']}")
+        log(f"rows {n}: {_f(r['steps_per_s'])} steps/s (loop {_f(r['loop_steps_per_s'])}), peak RSS "
+            f"{r['peak_rss_mb']:.0f} MB (anon {r['peak_anon_mb']:.0f}, file {r['peak_file_mb']:.0f}), memmap "
+            f"{r['memmap']}, call {r['call_s']:.1f} s, rc {r['rc']}, load {r['load']}")
         data.unlink()
     return rows
 
 
-DDP_SETUPS = (  # name, threads per process, extra arguments of deepgen train
-    ("DDP 2 processes x 1 thread", 1, ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]),
-    ("1 process x 2 threads", 2, []),
-    ("1 process x 1 thread", 1, []),
+# name, processes, threads per process, extra arguments of deepgen train.  --batch-size is per process under DDP
+# (deepgen.training.sampler.StepBatches: global batch = batch size x world size), so the DDP rows get half of it.
+DDP_SETUPS = (
+    ("DDP 2 processes x 1 thread", 2, 1, ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]),
+    ("1 process x 2 threads", 1, 2, []),
+    ("1 process x 1 thread", 1, 1, []),
 )
 
 
@@ -257,13 +283,15 @@ def part_ddp(models, batches, steps, timeout: float, tmp: Path, log) -> list[dic
     rows = []
     for model in models:
         for b in batches:
-            for name, threads, extra in DDP_SETUPS:
+            for name, world, threads, extra in DDP_SETUPS:
                 out = tmp / f"ddp-{model}-{b}-{len(rows)}"
-                r = {"model": model, "batch": b, "setup": name,
-                     **child_point(["--model", model, "--data", "moons", *extra], out, threads, steps, b, timeout)}
+                r = {"model": model, "batch": b, "setup": name, "batch_per_process": b // world,
+                     **child_point(["--model", model, "--data", "moons", *extra], out, threads, steps, b // world,
+                                   timeout, world=world)}
                 rows.append(r)
                 if r["dropped"]:
-                    log(f"ddp {model} batch {b}, {name}: DROPPED, still running after {timeout:.0f} s (load {r['load']})")
+                    log(f"ddp {model} batch {b}, {name}: DROPPED, still running after {timeout:.0f} s "
+                        f"(load {r['load']})")
                     continue
                 log(f"ddp {model} batch {b}, {name}: wall {r['call_s']:.1f} s, {r['steps_per_s'] or float('nan'):.1f}"
                     f" steps/s, NLL {r['test_nll_nats']}, world {r['world_size']}, rc {r['rc']}, load {r['load']}")
@@ -279,17 +307,18 @@ def print_tables(result: dict) -> None:
     s = result["settings"]
     p = result["parts"]
     if "batch" in p:
-        print(f"\n(a) batch size: moons, {s['steps']} steps, 1 thread, in-process train()\n")
+        print(f"\n(a) batch size: moons, {s['steps']} steps, {s['threads']} thread(s), in-process train()\n")
         print("| model | batch | steps/s | loop steps/s | examples/s | peak RSS MB | added MB | call s | load |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in p["batch"]:
             print(f"| {r['model']} | {r['batch']} | {_f(r['steps_per_s'])} | {_f(r['loop_steps_per_s'])} | "
-                  f"{_f(r['examples_per_s'], '.0f')} | {r['peak_rss_mb']:.0f} | {r['added_mb']:.1f} | {r['call_s']:.1f} |"
-                  f" {r['load']} |")
+                  f"{_f(r['examples_per_s'], '.0f')} | {r['peak_rss_mb']:.0f} | {r['added_mb']:.1f} | "
+                  f"{r['call_s']:.1f} | {r['load']} |")
     if "dim" in p:
         print(f"\n(b) data dimension: mixture of 8 Gaussians, {s['dim_rows']} rows (.npy), batch 128, {s['steps']} "
-              "steps, 1 thread, in-process train()\n")
-        print("| model | D | steps/s | loop steps/s | test NLL nats | NLL / D | peak RSS MB | added MB | call s | load |")
+              f"steps, {s['threads']} thread(s), in-process train()\n")
+        print("| model | D | steps/s | loop steps/s | test NLL nats | NLL / D | peak RSS MB | added MB | call s "
+              "| load |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for r in p["dim"]:
             nll = r["test_nll_nats"]
@@ -304,18 +333,19 @@ def print_tables(result: dict) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in p["rows"]:
             print(f"| {r['rows']:.0e} | {r['file_mb']:.1f} | {r['memmap']} | {_f(r['steps_per_s'])} | "
-                  f"{_f(r['loop_steps_per_s'])} | {r['peak_rss_mb']:.0f} | {r['sampled_peak_file_mb']:.0f} | "
-                  f"{r['sampled_peak_anon_mb']:.0f} | {r['note'].get('largest_read_rows')} | "
+                  f"{_f(r['loop_steps_per_s'])} | {r['peak_rss_mb']:.0f} | {r['peak_file_mb']:.0f} | "
+                  f"{r['peak_anon_mb']:.0f} | {r['note'].get('largest_read_rows')} | "
                   f"{_f(r['test_nll_nats'], '.4f')} | {r['call_s']:.1f} | {r['load']} |")
     if "ddp" in p:
         print(f"\n(d) DDP against threads: moons, same global batch, {s['steps']} steps, `deepgen train` child\n")
         print("| model | global batch | setup | command wall s | steps/s | loop steps/s | test NLL | peak RSS MB "
               "(largest process) | tree peak RSS MB | load |")
         print("|---|---|---|---|---|---|---|---|---|---|")
+        # (--batch-size of the DDP rows: half the global batch, see DDP_SETUPS)
         for r in p["ddp"]:
             if r["dropped"]:
-                print(f"| {r['model']} | {r['batch']} | {r['setup']} | > {r['call_s']:.0f} (dropped: stopped) | - | - | - "
-                      f"| - | - | {r['load']} |")
+                print(f"| {r['model']} | {r['batch']} | {r['setup']} | > {r['call_s']:.0f} (dropped: stopped) "
+                      f"| - | - | - | - | - | {r['load']} |")
                 continue
             print(f"| {r['model']} | {r['batch']} | {r['setup']} | {r['call_s']:.1f} | {_f(r['steps_per_s'])} | "
                   f"{_f(r['loop_steps_per_s'])} | {_f(r['test_nll_nats'], '.4f')} | {r['peak_rss_mb']:.0f} | "
@@ -332,6 +362,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--models", default="realnvp,maf", help="models of parts batch, dim and ddp")
     ap.add_argument("--rows-model", default="realnvp", help="model of part rows")
     ap.add_argument("--steps", type=int, default=300, help="training steps of every point")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of parts batch and dim")
     ap.add_argument("--batches", type=_ints, default=BATCHES)
     ap.add_argument("--dims", type=_ints, default=DIMS)
     ap.add_argument("--dim-rows", type=int, default=20_000, help="rows of the Gaussian-mixture file of part dim")
@@ -377,9 +408,10 @@ def main(argv=None) -> int:
         for part in args.parts:
             t0 = time.perf_counter()
             if part == "batch":
-                result["parts"]["batch"] = part_batch(args.models, args.batches, args.steps, tmp, log)
+                result["parts"]["batch"] = part_batch(args.models, args.batches, args.steps, args.threads, tmp, log)
             elif part == "dim":
-                result["parts"]["dim"] = part_dim(args.models, args.dims, args.steps, args.dim_rows, tmp, log)
+                result["parts"]["dim"] = part_dim(args.models, args.dims, args.steps, args.dim_rows, args.threads,
+                                                 tmp, log)
             elif part == "rows":
                 result["parts"]["rows"] = part_rows(args.rows_model, args.rows, args.steps, tmp, log)
             elif part == "ddp":
