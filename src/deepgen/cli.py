@@ -309,7 +309,7 @@ def _train_help(defaults: dict) -> dict[str, str]:
         "model": "model name, see `deepgen list` (required unless the preset sets it)",
         "data": "built-in dataset name or a path to your data (required unless the preset sets it)",
         "steps": d("steps", "optimizer steps in all"),
-        "batch_size": d("batch_size", "examples per step"),
+        "batch_size": d("batch_size", "examples per step and process (under DDP a step reads devices x nodes x this)"),
         "lr": d("lr", "peak learning rate (Adam)"),
         "warmup_steps": d("warmup_steps", "steps of linear learning-rate warm-up"),
         "lr_schedule": d("lr_schedule", "after warm-up: cosine decay to 0, or constant"),
