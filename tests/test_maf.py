@@ -26,13 +26,21 @@ def made_layer(d=5, ctx=0, order=None, depth=2):
 
 
 def count_conditioner_calls(model):
-    """Attach a counter to every MADE conditioner of ``model``; returns the list of per-layer counts."""
+    """Attach a counter to every MADE conditioner of ``model``; returns the list of per-layer counts.  A pass is
+    a call of the conditioner or of its fused form (``fused_parts``: one fused MAF layer evaluation)."""
     counts = []
     for m in model.modules():
         if isinstance(m, MADEConditioner):
             counts.append(0)
             i = len(counts) - 1
             m.register_forward_hook(lambda *_, i=i: counts.__setitem__(i, counts[i] + 1))
+            parts = m.fused_parts
+
+            def counted(parts=parts, i=i):
+                counts[i] += 1
+                return parts()
+
+            m.fused_parts = counted
     return counts
 
 

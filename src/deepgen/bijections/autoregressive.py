@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepgen.bijections.fused_autoregressive import fused_made_affine
 from deepgen.bijections.base import Bijection
 
 
@@ -39,6 +40,8 @@ class MaskedAutoregressive(Bijection):
         super().__init__()
         self.conditioner = conditioner
         self.scale_bound = float(scale_bound)
+        # a conditioner with ``fused_parts()`` (a MADE) runs as one fused node; False: always plain autograd
+        self.fused = True
 
     def _shift_log_scale(self, x, context):
         h = self.conditioner(x, context)
@@ -46,6 +49,10 @@ class MaskedAutoregressive(Bijection):
         return mu, self.scale_bound * torch.tanh(a / self.scale_bound)
 
     def forward(self, x, context=None):
+        parts = getattr(self.conditioner, "fused_parts", None)
+        parts = parts() if parts is not None and self.fused else None
+        if parts is not None:  # one autograd node (deepgen.bijections.fused_autoregressive)
+            return fused_made_affine(x, context, self.scale_bound, *parts)
         mu, alpha = self._shift_log_scale(x, context)
         return (x - mu) * torch.exp(-alpha), -alpha.sum(1)
 

@@ -50,6 +50,16 @@ class MADEConditioner(nn.Module):
     def ordering(self) -> torch.Tensor:
         return self.net.orders[0]
 
+    def fused_parts(self):
+        """(layers, direct) for :func:`~deepgen.bijections.fused_autoregressive.fused_made_affine`: each masked
+        layer's (weight, mask in the weight's dtype, bias), and the direct connections' (weight, mask) or None."""
+        net = self.net
+        if net.k != 2 or net.num_masks != 1:
+            return None
+        layers = [(layer.weight, layer.float_mask(0), layer.bias) for layer in net.layers]
+        direct = None if net.direct is None else (net.direct.weight, net.direct.float_mask(0))
+        return layers, direct
+
     def forward(self, x, context=None):
         return self.net(x, 0, context)
 
