@@ -95,3 +95,25 @@ def nll_before_and_after_training(model, data: torch.Tensor, steps: int = 100, l
         model.loss(data[torch.randint(0, len(data), (batch,))])["loss"].backward()
         opt.step()
     return before, -model.log_prob(data).mean().item()
+
+
+def outputs_and_grads(layer, x, context, fused: bool, create_graph: bool = False):
+    """(y, log|det|, gradients of x, the context and every parameter) of a weighted sum of ``layer``'s outputs,
+    with its fused path on or off (``layer.fused``)."""
+    layer.fused = fused
+    x = x.clone().requires_grad_()
+    context = None if context is None else context.clone().requires_grad_()
+    y, ld = layer(x, context)
+    w = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
+    loss = (w * y).sum() + (ld * torch.arange(1.0, len(ld) + 1, dtype=ld.dtype)).sum()
+    inputs = [x] + ([context] if context is not None else []) + list(layer.parameters())
+    return y, ld, torch.autograd.grad(loss, inputs, create_graph=create_graph)
+
+
+def check_fused_equals_autograd(layer, x, context=None, atol: float = 1e-10):
+    """The fused path gives the plain autograd path's outputs, log-determinants and every gradient."""
+    y0, ld0, g0 = outputs_and_grads(layer, x, context, fused=False)
+    y1, ld1, g1 = outputs_and_grads(layer, x, context, fused=True)
+    assert torch.allclose(y0, y1, atol=1e-12) and torch.allclose(ld0, ld1, atol=1e-12)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=atol), (a - b).abs().max()

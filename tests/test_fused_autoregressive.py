@@ -4,6 +4,7 @@ with or without context and direct connections, any ordering; second derivatives
 
 import pytest
 import torch
+from bijection_checks import check_fused_equals_autograd
 
 from deepgen.bijections.autoregressive import MaskedAutoregressive
 from deepgen.models.flows.maf import MADEConditioner
@@ -20,29 +21,13 @@ def layer(d, depth, ctx, order, seed=0):
     return lay.double()
 
 
-def run(lay, x, c, fused):
-    lay.fused = fused
-    x = x.clone().requires_grad_()
-    c = None if c is None else c.clone().requires_grad_()
-    z, ld = lay(x, c)
-    w = torch.linspace(-1, 1, z.numel(), dtype=z.dtype).reshape(z.shape)
-    loss = (w * z).sum() + (ld * torch.arange(1.0, len(ld) + 1, dtype=ld.dtype)).sum()
-    inputs = [x] + ([c] if c is not None else []) + list(lay.parameters())
-    return z, ld, torch.autograd.grad(loss, inputs)
-
-
 @pytest.mark.parametrize("d,depth,ctx,order", [(d, depth, ctx, order) for d in (2, 5) for depth in (0, 1, 2)
                                                 for ctx in (0, 3) for order in ("natural", "random")])
 def test_fused_equals_autograd(d, depth, ctx, order):
     lay = layer(d, depth, ctx, order)
     assert lay.conditioner.fused_parts() is not None
-    x = torch.randn(6, d, dtype=torch.double)
-    c = torch.randn(6, ctx, dtype=torch.double) if ctx else None
-    z0, ld0, g0 = run(lay, x, c, fused=False)
-    z1, ld1, g1 = run(lay, x, c, fused=True)
-    assert torch.allclose(z0, z1, atol=1e-12) and torch.allclose(ld0, ld1, atol=1e-12)
-    for a, b in zip(g0, g1):
-        assert torch.allclose(a, b, atol=1e-10), (a - b).abs().max()
+    check_fused_equals_autograd(lay, torch.randn(6, d, dtype=torch.double),
+                                torch.randn(6, ctx, dtype=torch.double) if ctx else None)
 
 
 def test_the_fused_layer_is_still_autoregressive_and_its_logdet_is_the_jacobians():

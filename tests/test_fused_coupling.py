@@ -4,6 +4,7 @@ for affine and additive couplings, any depth, with and without context, and seco
 
 import pytest
 import torch
+from bijection_checks import check_fused_equals_autograd, outputs_and_grads
 
 from deepgen.bijections import AffineCoupling, KeptToFree, alternating_mask
 from deepgen.models.flows.nice import KeptToShift
@@ -26,18 +27,6 @@ def coupling(d, parity, depth, context, additive=False, out_kind=None):
     return layer.double()
 
 
-def run(layer, x, c, fused, create_graph=False):
-    layer.fused = fused
-    x = x.clone().requires_grad_()
-    c = None if c is None else c.clone().requires_grad_()
-    y, ld = layer(x, c)
-    w = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape)
-    loss = (w * y).sum() + (ld * torch.arange(1.0, len(ld) + 1, dtype=ld.dtype)).sum()
-    inputs = [x] + ([c] if c is not None else []) + list(layer.parameters())
-    grads = torch.autograd.grad(loss, inputs, create_graph=create_graph)
-    return y, ld, grads
-
-
 CASES = [(d, parity, depth, ctx, additive) for d in (2, 5) for parity in (0, 1) for depth in (0, 1, 3)
          for ctx in (0, 3) for additive in (False, True)]
 
@@ -46,21 +35,16 @@ CASES = [(d, parity, depth, ctx, additive) for d in (2, 5) for parity in (0, 1) 
 def test_fused_equals_autograd(d, parity, depth, ctx, additive):
     layer = coupling(d, parity, depth, ctx, additive)
     assert layer.conditioner.fused_layers() is not None
-    x = torch.randn(7, d, dtype=torch.double)
-    c = torch.randn(7, ctx, dtype=torch.double) if ctx else None
-    y0, ld0, g0 = run(layer, x, c, fused=False)
-    y1, ld1, g1 = run(layer, x, c, fused=True)
-    assert torch.allclose(y0, y1, atol=1e-12) and torch.allclose(ld0, ld1, atol=1e-12)
-    for a, b in zip(g0, g1):
-        assert torch.allclose(a, b, atol=1e-10), (a - b).abs().max()
+    check_fused_equals_autograd(layer, torch.randn(7, d, dtype=torch.double),
+                                torch.randn(7, ctx, dtype=torch.double) if ctx else None)
 
 
 def test_an_affine_coupling_with_a_two_headed_net_used_additively():
     """affine=False with a net that outputs (s, t): only t moves the data, s gets no gradient."""
     layer = coupling(4, 0, 2, 0, out_kind="shift-only")
     x = torch.randn(5, 4, dtype=torch.double)
-    y0, ld0, g0 = run(layer, x, None, fused=False)
-    y1, ld1, g1 = run(layer, x, None, fused=True)
+    y0, ld0, g0 = outputs_and_grads(layer, x, None, fused=False)
+    y1, ld1, g1 = outputs_and_grads(layer, x, None, fused=True)
     assert torch.allclose(y0, y1) and torch.equal(ld1, torch.zeros(5, dtype=torch.double))
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, atol=1e-10)
@@ -71,10 +55,10 @@ def test_second_derivatives_raise_through_the_fused_node_and_work_unfused():
     layer = coupling(3, 1, 2, 2)
     x = torch.randn(4, 3, dtype=torch.double)
     c = torch.randn(4, 2, dtype=torch.double)
-    _, _, grads = run(layer, x, c, fused=True, create_graph=True)
+    _, _, grads = outputs_and_grads(layer, x, c, fused=True, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|differentiate|does not require grad"):
         torch.autograd.grad((grads[0] ** 2).sum(), list(layer.parameters()), allow_unused=True)
-    _, _, grads = run(layer, x, c, fused=False, create_graph=True)
+    _, _, grads = outputs_and_grads(layer, x, c, fused=False, create_graph=True)
     assert torch.autograd.grad((grads[0] ** 2).sum(), list(layer.parameters()), allow_unused=True)
 
 
