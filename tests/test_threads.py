@@ -35,3 +35,20 @@ def test_threads_must_not_be_negative():
 
     with pytest.raises(ConfigError, match="--threads"):
         TrainConfig(model="made", data="moons", threads=-1).check()
+
+
+def test_a_refused_run_directory_leaves_the_callers_threads_alone(tmp_path, monkeypatch):
+    from deepgen.errors import ConfigError
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cfg = dict(model="made", data="moons", steps=3, batch_size=32, eval_every=3, threads=2,
+               model_params={"hidden": 8})
+    train(TrainConfig(**cfg), tmp_path / "r")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # differs from the run's 2, so a leak would show
+    try:
+        with pytest.raises(ConfigError, match="already holds a run"):
+            train(TrainConfig(**cfg), tmp_path / "r")  # no --overwrite
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

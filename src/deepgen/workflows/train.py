@@ -298,12 +298,12 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
         if model.can("fit_data"):  # e.g. mixtures fitted by EM, then refined by the gradient steps
             model.fit_data(splits)
     cfg.model_params = dict(model.params)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(training_threads(cfg, model.spec))
     ignore_file_size_signal()  # past `ulimit -f` a write fails with EFBIG (a one-line WriteError), not SIGXFSZ
     # only now, when data and model are known to be good: a refused run leaves no directory behind
     lock = prepare_run_dir(out, resume, overwrite)  # held until training ends, also on an error or Ctrl-C
+    previous_threads = torch.get_num_threads()  # the caller's setting, put back however training ends
     try:
+        torch.set_num_threads(training_threads(cfg, model.spec))
         return _fit(cfg, out, resume, verbose, model, splits, label_context, target, started)
     finally:
         torch.set_num_threads(previous_threads)
