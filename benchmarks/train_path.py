@@ -97,14 +97,16 @@ def _zuko_row(zuko, model: str, steps: int, batch: int, seed: int) -> dict:
     return {"steps_per_s": steps / seconds, "nll_nats": nll, "seconds": seconds, "load": load_average()}
 
 
-def deepgen_row(model: str, steps: int, batch: int, seed: int, out: Path) -> dict:
-    cfg = TrainConfig(model=model, data="moons", steps=steps, batch_size=batch, lr=1e-3, seed=seed, progress=False)
+def deepgen_row(model: str, steps: int, batch: int, seed: int, out: Path, compile: bool = False) -> dict:
+    cfg = TrainConfig(model=model, data="moons", steps=steps, batch_size=batch, lr=1e-3, seed=seed, progress=False,
+                      compile=compile)
     t0 = time.perf_counter()
     scores = train(cfg, out, overwrite=True)
     call = time.perf_counter() - t0
     return {"steps_per_s": scores["train_steps_per_s"], "nll_nats": scores["nll_nats"], "call_s": call,
             "machinery_share": scores.get("machinery_share"), "threads": scores.get("threads"),
-            "load": load_average()}
+            "first_step_s": scores.get("first_step_s"), "steady_steps_per_s": scores.get("steady_steps_per_s"),
+            "compiled": scores.get("compiled"), "load": load_average()}
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, int, str]:
@@ -151,6 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="1 round of 300 steps")
     ap.add_argument("--no-startup", action="store_true", help="skip the command-line start-up figures")
+    ap.add_argument("--no-compile", action="store_true", help="skip the `deepgen train --compile` rows")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.steps = 1, 300
@@ -161,22 +164,35 @@ def main(argv=None) -> int:
                            "torch": torch.__version__}, "models": {}, "startup": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        # a fresh TorchInductor cache: round 1 of --compile pays the whole compilation, later rounds hit the cache
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor-cache")
         for model in models:
-            rows = {"zuko": [], "zuko-1t": [], "deepgen": []}
+            rows = {"zuko": [], "zuko-1t": [], "deepgen": [], "compiled": []}
             for r in range(args.rounds):
                 rows["zuko"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r, default_threads))
                 rows["zuko-1t"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r, 1))
                 rows["deepgen"].append(deepgen_row(model, args.steps, args.batch_size, args.seed + r,
                                                    tmp / f"{model}-{r}"))
+                if not args.no_compile:
+                    rows["compiled"].append(deepgen_row(model, args.steps, args.batch_size, args.seed + r,
+                                                        tmp / f"{model}-c{r}", compile=True))
                 print(f"{model} round {r + 1}: zuko {rows['zuko'][-1]['steps_per_s']:.1f} / 1 thread "
                       f"{rows['zuko-1t'][-1]['steps_per_s']:.1f} steps/s, deepgen train "
-                      f"{rows['deepgen'][-1]['steps_per_s']:.1f} steps/s (load {load_average()})", file=sys.stderr)
+                      f"{rows['deepgen'][-1]['steps_per_s']:.1f} steps/s"
+                      + (f", --compile {rows['compiled'][-1]['steady_steps_per_s']:.1f} steady steps/s after a "
+                         f"{rows['compiled'][-1]['first_step_s']:.1f} s first step" if rows["compiled"] else "")
+                      + f" (load {load_average()})", file=sys.stderr)
             med = {k: {f: statistics.median(row[f] for row in v) for f in ("steps_per_s", "nll_nats")}
-                   for k, v in rows.items()}
+                   for k, v in rows.items() if v}
             best = max(("zuko", "zuko-1t"), key=lambda k: med[k]["steps_per_s"])
             result["models"][model] = {"rows": rows, "median": med, "fastest_peer": best,
                                        "speed_ratio": med["deepgen"]["steps_per_s"] / med[best]["steps_per_s"],
                                        "nll_difference": med["deepgen"]["nll_nats"] - med[best]["nll_nats"]}
+            if rows["compiled"]:
+                c = rows["compiled"]
+                med["compiled"]["steady_steps_per_s"] = statistics.median(r["steady_steps_per_s"] for r in c)
+                result["models"][model]["compiled_steady_ratio"] = (med["compiled"]["steady_steps_per_s"]
+                                                                    / med[best]["steps_per_s"])
         if not args.no_startup:
             result["startup"] = startup_rows(args.steps, args.batch_size, tmp)
 
@@ -192,6 +208,19 @@ def main(argv=None) -> int:
               f"{med[m['fastest_peer']]['nll_nats']:.4f} | {med['deepgen']['nll_nats']:.4f} | "
               f"{statistics.median(r['call_s'] for r in d):.1f} | "
               f"{100 * statistics.median(r['machinery_share'] or 0 for r in d):.1f} % |")
+    if not args.no_compile:
+        print("\n`deepgen train --compile` (torch.compile of the training loss) on the same rounds: steady steps/s "
+              "leaves out the first step, which compiles (round 1 with an empty TorchInductor cache, later rounds "
+              "from the cache); the whole fit and the whole call count it\n")
+        print("| model | steady steps/s | ratio to the faster zuko | whole-fit steps/s | first step s, each round | "
+              "call s, each round | test NLL |")
+        print("|---|---|---|---|---|---|---|")
+        for model, m in result["models"].items():
+            c, med = m["rows"]["compiled"], m["median"]
+            firsts = " / ".join(format(r["first_step_s"], ".1f") for r in c)
+            calls = " / ".join(format(r["call_s"], ".1f") for r in c)
+            print(f"| {model} | {med['compiled']['steady_steps_per_s']:.1f} | **{m['compiled_steady_ratio']:.2f}x** | "
+                  f"{med['compiled']['steps_per_s']:.1f} | {firsts} | {calls} | {med['compiled']['nll_nats']:.4f} |")
     if result["startup"]:
         print("\n| command (fresh process) | seconds | exit | last line |")
         print("|---|---|---|---|")

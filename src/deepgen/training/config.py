@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,7 @@ FLAGS = {
     "progress": "--no-progress", "model_params": "--param", "keep": "--keep",
     "exclude_classes": "--exclude-classes", "checkpoint_every": "--checkpoint-every",
     "checkpoint_minutes": "--checkpoint-minutes", "nan_patience": "--nan-patience",
-    "max_rollbacks": "--max-rollbacks", "threads": "--threads",
+    "max_rollbacks": "--max-rollbacks", "threads": "--threads", "compile": "--compile",
 }
 
 # Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
@@ -98,6 +100,8 @@ class TrainConfig:
     max_rollbacks: int = 3  # rollbacks (each halving the lr) before a persistent non-finite loss stops training
     # CPU threads of torch's ops: 0 = auto (OMP_NUM_THREADS if set, else 1 for vector data, torch's default for images)
     threads: int = 0
+    # the training loss through torch.compile (likelihood-trained models; deepgen.training.compiled)
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -274,6 +278,8 @@ class TrainConfig:
         from deepgen.models.registry import check_model_params, get_model_class
 
         check_model_params(self.model, self.model_params)
+        if self.compile:
+            self._check_compile(get_model_class(self.model), is_target(self.data))
         if self.keep == "best":
             cls = get_model_class(self.model)
             if cls.density == "none" or cls.objective != "likelihood" or is_target(self.data):
@@ -281,6 +287,26 @@ class TrainConfig:
                         else f"model '{self.model}' has no likelihood")
                 raise ConfigError(f"{field_name('keep')} 'best' selects the weights of the lowest validation NLL, "
                                   f"but {what}; use --keep last")
+
+
+    def _check_compile(self, cls, target: bool) -> None:
+        """``--compile`` compiles the likelihood loss, and TorchInductor needs a C++ compiler on a CPU."""
+        if target or cls.objective != "likelihood":
+            what = (f"data '{self.data}' is a target (variational inference)" if target
+                    else f"model '{self.model}' is trained by the {cls.objective} objective")
+            raise ConfigError(f"{field_name('compile')} compiles the loss of models trained on a likelihood or "
+                              f"a bound (flows, autoregressive and latent-variable models), but {what}; "
+                              f"drop --compile")
+        on_cpu = self.accelerator == "cpu" or (self.accelerator == "auto" and not _cuda_available())
+        if on_cpu and not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "g++", "clang++", "c++")):
+            raise ConfigError(f"{field_name('compile')} on a CPU needs a C++ compiler for TorchInductor's kernels "
+                              f"(g++ or clang++ on PATH, or $CXX); install one or drop --compile")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}

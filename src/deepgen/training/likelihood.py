@@ -10,6 +10,9 @@ A loss or gradient that becomes NaN or infinite skips that update; a run of them
 the last checkpoint with the learning rate halved, and a persistent one stops training with a
 one-line :class:`~deepgen.errors.TrainingError` naming the step, the non-finite terms of
 ``model.loss``, the learning rate and the last checkpoint (:mod:`deepgen.training.nonfinite`).
+
+With ``cfg.compile`` (``--compile``) the training loss runs through ``torch.compile``
+(:mod:`deepgen.training.compiled`); validation stays eager.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import lightning.pytorch as pl
 import torch
 
 from deepgen.models.base import unpack_batch
+from deepgen.training.compiled import CompiledLoss
 from deepgen.training.rng import get_rng_states, set_rng_states
 from deepgen.training.nonfinite import NonFiniteGuard
 from deepgen.training.schedule import make_optimizer
@@ -38,6 +42,8 @@ class LikelihoodModule(pl.LightningModule):
         self._terms: dict = {}
         self.train_terms: dict = {}  # "train/<term>" -> the last step's value (a detached tensor)
         self.guard = NonFiniteGuard(cfg)
+        # --compile: model.loss through torch.compile (deepgen.training.compiled); else the model's own
+        self.compiled = CompiledLoss(model) if getattr(cfg, "compile", False) else None
         # the step of the checkpoint the run directory holds (set by the caller that saves); None: none yet
         self.last_saved_step: int | None = None
 
@@ -51,7 +57,7 @@ class LikelihoodModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def training_step(self, batch, batch_idx):
-        out = self.model.loss(batch)
+        out = self.compiled(batch) if self.compiled is not None else self.model.loss(batch)
         self._terms = {k: v.detach() for k, v in out.items() if torch.is_tensor(v)}
         # read (and written to metrics.csv / TensorBoard) only every log_every steps: no per-step logging cost
         self.train_terms = {f"train/{k}": v for k, v in self._terms.items()}

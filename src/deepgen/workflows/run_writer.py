@@ -47,6 +47,8 @@ class RunWriter(pl.Callback):
         self.started = started if started is not None else self.t0
         self.machinery_s = 0.0
         self.first_step_s: float | None = None
+        self._first_batch_t0: float | None = None
+        self.first_step_only_s: float | None = None  # the first step alone (with --compile: its compilation)
         self.picture_s, self.last_picture_s = 0.0, PICTURE_GUESS_S
         self._validation_t0: float | None = None
         # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
@@ -79,10 +81,15 @@ class RunWriter(pl.Callback):
         loop._batches_that_stepped = module.step_offset
         self.last_checkpoint_time = time.monotonic()
 
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if self._first_batch_t0 is None:
+            self._first_batch_t0 = time.perf_counter()
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         t = time.perf_counter()
         if self.first_step_s is None:
             self.first_step_s = t - self.started
+            self.first_step_only_s = t - (self._first_batch_t0 if self._first_batch_t0 is not None else t)
         step = module.absolute_step
         if step % self.log_every == 0 or step == 1:
             self.log_step(trainer, step)
@@ -96,11 +103,16 @@ class RunWriter(pl.Callback):
     def on_validation_start(self, trainer, module):
         self._validation_t0 = time.perf_counter()
 
-    def timing(self, train_s: float) -> dict:
-        """scores.json's timing figures: seconds from the train() call to the end of the first step, and the
-        share of the training loop's wall time spent in the run machinery (rows, checkpoints, validation,
-        pictures)."""
+    def timing(self, train_s: float, steps: int) -> dict:
+        """scores.json's timing figures: seconds from the train() call to the end of the first step; the first
+        step alone (``first_step_s``: with --compile, mostly its compilation) and the rate of the ``steps - 1``
+        others (``steady_steps_per_s``); the share of the training loop's wall time spent in the run machinery
+        (rows, checkpoints, validation, pictures)."""
+        first = self.first_step_only_s
+        rest = train_s - first if first is not None else 0.0
         return {"time_to_first_step_s": round(self.first_step_s, 3) if self.first_step_s is not None else None,
+                "first_step_s": round(first, 3) if first is not None else None,
+                "steady_steps_per_s": round((steps - 1) / rest, 2) if steps > 1 and rest > 0 else None,
                 "machinery_s": round(self.machinery_s, 3),
                 "machinery_share": round(self.machinery_s / train_s, 4) if train_s > 0 else None}
 

@@ -196,6 +196,15 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
+def compile_scores(module) -> dict:
+    """scores.json's ``compiled`` (whether the loss ran compiled to the end) and ``compile_failure``, for
+    --compile runs only."""
+    compiled = getattr(module, "compiled", None)
+    if compiled is None:
+        return {}
+    return {"compiled": compiled.active, **({"compile_failure": compiled.failure} if compiled.failure else {})}
+
+
 def training_threads(cfg: TrainConfig, spec) -> int:
     """torch's intra-op threads for this run: ``cfg.threads`` if > 0; else (auto) OMP_NUM_THREADS if the
     environment sets it, 1 for vector data on a CPU (ops on a few thousand numbers, where waking a second
@@ -407,4 +416,5 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
     return write_run_report(model, splits, out, cfg, table, steps_per_s=remaining / train_seconds,
                             world_size=trainer.world_size, verbose=verbose, label_context=label_context,
                             extra_scores={**(selection or {}), "nonfinite_steps": module.guard.summary(),
-                                          **writer.timing(train_seconds), "threads": torch.get_num_threads()})
+                                          **writer.timing(train_seconds, remaining), **compile_scores(module),
+                                          "threads": torch.get_num_threads()})
