@@ -223,18 +223,24 @@ def test_param_values_in_exponent_notation_are_numbers():
 
 
 def test_input_errors_are_reported_before_the_heavy_imports(tmp_path):
-    """A wrong model name or a missing data file is reported before torch is imported; a bad data file before
-    Lightning is
-    (the imports cost seconds; the check is what makes an input error answer in about a second)."""
+    """A wrong model name, a missing data file or one that does not parse is reported before torch is imported
+    (the imports cost seconds; the check is what makes an input error answer in a fraction of a second)."""
     import subprocess
     import sys
 
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,oops\n")
+    named = tmp_path / "named.csv"  # a text label column is fine; a text feature cell is not
+    named.write_text("a,b,y\n1,2,cat\n3,oops,dog\n")
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes(b"\x93NUMPY not really")
     probe = ("import sys; from deepgen.cli import main; rc = main(sys.argv[1:]); "
              "print(rc, 'torch' in sys.modules, any(m.startswith('lightning') for m in sys.modules))")
     cases = [(["train", "--model", "realnvpp", "--data", "moons", "--out", str(tmp_path / "a")], "2 False False"),
-             (["train", "--model", "realnvp", "--data", str(bad), "--out", str(tmp_path / "b")], "2 True False"),
+             (["train", "--model", "realnvp", "--data", str(bad), "--out", str(tmp_path / "b")], "2 False False"),
+             (["train", "--model", "realnvp", "--data", str(junk), "--out", str(tmp_path / "e")], "2 False False"),
+             (["train", "--model", "realnvp", "--data", str(named), "--labels", "y", "--out", str(tmp_path / "f")],
+              "2 False False"),
              (["train", "--model", "realnvp", "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "c")],
               "2 False False"),
              (["train", "--model", "realnvp", "--data", "moons", "--steps", "-5", "--out", str(tmp_path / "d")],

@@ -305,3 +305,26 @@ def test_missing_and_unknown_paths(tmp_path):
     raises("npy:" + str(tmp_path / "data.txt"), "not a .npy", "expected")
     np.savez(tmp_path / "k.npz", x=np.ones((2, 2)))
     raises(str(tmp_path / "k.npz") + ":y", "no key 'y'", "['x']")
+
+
+def test_a_file_parsed_ahead_is_loaded_from_that_parse_unless_it_changed(tmp_path, monkeypatch):
+    """The config check parses a user's file before torch loads (its errors come at once); the run's load then
+    takes that parse, once, and parses again when the file changed in between."""
+    import deepgen.data.file_labels as fl
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n1,2,cat\n3,4,dog\n5,6,cat\n")
+    calls = []
+    real = fl.parse_labelled_file
+    monkeypatch.setattr(fl, "parse_labelled_file", lambda *a: calls.append(a) or real(*a))
+    fl.preparse(str(path), "y")
+    x, spec, labels = fl.load_labelled_file(str(path), "y")
+    assert len(calls) == 1 and x.dtype == torch.float32 and x.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert labels.ids.dtype == torch.int64 and labels.ids.tolist() == [0, 1, 0] and labels.classes == ("cat", "dog")
+    fl.load_labelled_file(str(path), "y")  # nothing kept any more: parsed again
+    assert len(calls) == 2
+    fl.preparse(str(path), "y")
+    path.write_text("a,b,y\n7,8,cat\n9,10,dog\n")
+    os.utime(path, ns=(1, 1))  # a different age, whatever the file system's clock resolution
+    x, _, _ = fl.load_labelled_file(str(path), "y")
+    assert len(calls) == 4 and x.tolist() == [[7, 8], [9, 10]]

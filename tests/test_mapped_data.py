@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepgen.data import RowView, load_data, mapped
+from deepgen.data import RowView, load_data, mapped, paths
 from deepgen.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -136,7 +136,7 @@ def test_bad_files_keep_their_one_line_errors_when_mapped(tmp_path, monkeypatch)
 
 def test_default_threshold_maps_only_large_files(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPGEN_MEMMAP_BYTES", raising=False)
-    monkeypatch.setattr(mapped, "MEMMAP_BYTES", 4000)
+    monkeypatch.setattr(paths, "MEMMAP_BYTES", 4000)
     np.save(tmp_path / "small.npy", np.zeros((100, 2), np.float32))  # 800 bytes of data
     np.save(tmp_path / "large.npy", np.zeros((1000, 2), np.float32))  # 8000 bytes
     np.savez(tmp_path / "large.npz", x=np.zeros((1000, 2), np.float32))  # archives are always read

@@ -29,20 +29,52 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 
 from deepgen.data.files import (
     _err, finish, image_files, npz_data_key, read_csv, read_examples, read_idx, read_images,
     read_numpy, resolve_source,
 )
-from deepgen.data.labels import NO_LABELS, Labels, encode_labels
-from deepgen.data.spec import DataSpec
+from deepgen.data.labels import NO_LABELS, Labels, label_ids
 from deepgen.errors import DataError
+
+if TYPE_CHECKING:  # (annotations only: this module imports no torch)
+    import torch
+
+    from deepgen.data.spec import DataSpec
 
 NPZ_LABEL_KEYS = ("y", "labels", "label", "targets")
 _MNIST_IMAGES = re.compile(r"^(?P<stem>.*)-images(?P<sep>[-.])idx3-ubyte(?P<gz>\.gz)?$")
+
+
+class Parsed(NamedTuple):
+    """A user's file read into NumPy, not yet checked as float32 (:func:`parse_labelled_file`)."""
+
+    examples: np.ndarray
+    levels: int | None
+    desc: str
+    features: tuple[str, ...] | None
+    labels: Labels | None  # ids as a NumPy int64 array
+
+
+# The one file parsed ahead of loading (see :func:`preparse`): (key, Parsed).
+_AHEAD: list = []
+
+
+def _file_key(source: str, labels: str | None):
+    """What identifies one parse of ``source``: the source, the labels, and the file's identity and age."""
+    _, path, _ = resolve_source(source)
+    st = os.stat(path)
+    return source, labels, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def preparse(source: str, labels: str | None = None) -> None:
+    """Parse a user's file now, without torch (a malformed file is reported at once, before the heavy imports),
+    and keep the result for the :func:`load_labelled_file` of the same unchanged file (one file is kept)."""
+    parsed = parse_labelled_file(source, labels)
+    _AHEAD[:] = [(_file_key(source, labels), parsed)]
 
 
 def load_labelled_file(source: str, labels: str | None = None) -> tuple[torch.Tensor, DataSpec, Labels | None]:
@@ -51,10 +83,28 @@ def load_labelled_file(source: str, labels: str | None = None) -> tuple[torch.Te
     ``source`` is as for :func:`deepgen.data.files.load_file`; ``labels`` is the
     label source of the table above, None for automatic detection or "none".
     """
+    import torch
+
+    parsed = None
+    if _AHEAD:
+        (key, ahead), _AHEAD[:] = _AHEAD[0], []
+        if key == _file_key(source, labels):
+            parsed = ahead
+    if parsed is None:
+        parsed = parse_labelled_file(source, labels)
+    found = parsed.labels
+    x, spec = finish(parsed.examples, parsed.levels, resolve_source(source)[1], parsed.desc,
+                     found.classes if found else (), parsed.features)
+    return x, spec, (Labels(torch.from_numpy(found.ids), found.classes) if found else None)
+
+
+def parse_labelled_file(source: str, labels: str | None = None) -> Parsed:
+    """The NumPy part of :func:`load_labelled_file` (imports no torch): examples, levels, format, feature names
+    and labels of a user's file, every format and label error raised as one line."""
     fmt, path, key = resolve_source(source)
     if labels == NO_LABELS:
         a, levels, desc, features = read_examples(fmt, path, key)
-        return (*finish(a, levels, path, desc, features=features), None)
+        return Parsed(a, levels, desc, features, None)
     features = None
     if fmt == "csv":
         a, found, features = csv_labels(path, labels)
@@ -71,8 +121,7 @@ def load_labelled_file(source: str, labels: str | None = None) -> tuple[torch.Te
             found = npz_labels(path, key, labels, len(a))
         else:
             found = npy_labels(path, labels, len(a))
-    x, spec = finish(a, levels, path, desc, found.classes if found else (), features)
-    return x, spec, found
+    return Parsed(a, levels, desc, features, found)
 
 
 def _count_error(label_path: str, n_labels: int, data_path: str, n: int) -> DataError:
@@ -111,7 +160,7 @@ def idx_labels(path: str, labels: str | None, n: int) -> Labels | None:
                    f"values) for {path}")
     if len(y) != n:
         raise _count_error(label_path, len(y), path, n)
-    return encode_labels(y, label_path)
+    return label_ids(y, label_path)
 
 
 def npy_labels(path: str, labels: str | None, n: int) -> Labels | None:
@@ -125,7 +174,7 @@ def npy_labels(path: str, labels: str | None, n: int) -> Labels | None:
         raise _err(labels, f"labels have shape {y.shape}; expected shape ({n},), one label per example of {path}")
     if len(y) != n:
         raise _count_error(labels, len(y), path, n)
-    return encode_labels(y, labels)
+    return label_ids(y, labels)
 
 
 def _refuse_archive(z, path: str, key: str | None):
@@ -153,7 +202,7 @@ def npz_labels(path: str, key: str | None, labels: str | None, n: int) -> Labels
         if len(y) != n:
             raise DataError(f"{path}: labels key '{labels}' has {len(y)} values but key '{data_key}' has {n} "
                             "examples; expected one label per example")
-        return encode_labels(y, f"{path}:{labels}")
+        return label_ids(y, f"{path}:{labels}")
 
     return read_numpy(path, key, pick)[0]
 
@@ -164,7 +213,7 @@ def _npz_auto(z, path: str, candidates: list[str], n: int) -> Labels | None:
         try:
             y = z[k]
             if y.ndim == 1 and len(y) == n:
-                return encode_labels(y, f"{path}:{k}")
+                return label_ids(y, f"{path}:{k}")
         except Exception:  # noqa: BLE001 - not labels (pickled, corrupt, non-integer): keep looking
             continue
     return None
@@ -184,7 +233,7 @@ def csv_labels(path: str, labels: str | None) -> tuple[np.ndarray, Labels | None
         values = np.array([float(c) for c in table.label_cells])
     except ValueError:  # some cell is not a number: string labels
         values = np.array(table.label_cells, dtype=str)
-    return table.features, encode_labels(values, where), table.names
+    return table.features, label_ids(values, where), table.names
 
 
 def folder_labels(path: str, files: list[str], labels: str | None) -> Labels | None:
@@ -198,11 +247,11 @@ def folder_labels(path: str, files: list[str], labels: str | None) -> Labels | N
         if any(len(p) != 2 for p in parts) or len(set(names.tolist())) < 2:
             return None
         try:
-            return encode_labels(names, path)
+            return label_ids(names, path)
         except DataError:  # too many folders to be classes: no labels
             return None
     for f, p in zip(files, parts):
         if len(p) < 2:
             raise _err(f, f"lies directly in {path}; expected labels='folders' to find every image in a "
                        "subfolder named after its class")
-    return encode_labels(names, path)
+    return label_ids(names, path)

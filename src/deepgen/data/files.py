@@ -31,15 +31,18 @@ import io
 import math
 import os
 import zlib
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
-import torch
 
-from deepgen.data.labels import label_summary
-from deepgen.data.mapped import RowView, max_data_bytes, memmap_threshold
-from deepgen.data.spec import DataSpec, validate_array
+from deepgen.data.paths import max_data_bytes, memmap_threshold
 from deepgen.errors import DataError
+
+if TYPE_CHECKING:  # (annotations only: this module imports no torch)
+    import torch
+
+    from deepgen.data.mapped import RowView
+    from deepgen.data.spec import DataSpec
 
 from deepgen.data.paths import EXPECTED as _EXPECTED, FORMATS, path_error as _err, split_source as _split_source
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -154,6 +157,12 @@ def finish(a: np.ndarray, levels: int | None, path: str, fmt: str, classes: tupl
     """float32 tensor + spec, checked by :func:`validate_array`; ``classes`` goes into the description,
     ``features`` (a table's column names, or None) into the spec.  A memory-mapped array (a large .npy
     file, see :mod:`deepgen.data.mapped`) stays on disk: a :class:`RowView` of all its rows, checked chunk by chunk."""
+    import torch  # (the readers of this module import no torch: a file is parsed, and refused, before torch loads)
+
+    from deepgen.data.labels import label_summary
+    from deepgen.data.mapped import RowView
+    from deepgen.data.spec import DataSpec, validate_array
+
     name = os.path.basename(os.path.normpath(path))
     if isinstance(a, np.memmap):
         x = RowView(a, name=name)
@@ -247,7 +256,7 @@ def read_numpy(path: str, key: str | None, member: Callable, mappable: bool = Fa
     """Open a .npy / .npz file (by magic bytes) without unpickling; returns (array, "npy" | "npz").
 
     For an archive, ``member(archive, path, key)`` picks the array (raising DataError if it can't).
-    ``mappable``: a .npy file of at least :func:`~deepgen.data.mapped.memmap_threshold` bytes of data comes
+    ``mappable``: a .npy file of at least :func:`~deepgen.data.paths.memmap_threshold` bytes of data comes
     back as a read-only ``np.memmap`` (not read, and not held to :func:`max_data_bytes`).
     """
     with _open_checked(path) as f:

@@ -13,12 +13,14 @@ Rules, the same for every source:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
-import torch
 
 from deepgen.errors import DataError
+
+if TYPE_CHECKING:  # (annotations only: this module imports no torch)
+    import torch
 
 MAX_CLASSES = 1000
 NO_LABELS = "none"  # labels="none": no labels, and no automatic detection
@@ -31,15 +33,24 @@ LABEL_SOURCES = ("an IDX label file", "a .npz key", "a .npy file", "a CSV column
 class Labels(NamedTuple):
     """Class ids of N examples (int64, values in 0..K-1) and the K class names."""
 
-    ids: torch.Tensor
+    ids: torch.Tensor  # (a NumPy array in what :func:`label_ids` returns)
     classes: tuple[str, ...]
 
 
 def encode_labels(values: np.ndarray | Sequence[str], where: str) -> Labels:
-    """Map raw label values (1-D: numbers or strings) to ids by sorted unique value.
+    """Map raw label values (1-D: numbers or strings) to ids by sorted unique value (a torch int64 tensor).
 
     ``where`` names the file or field in error messages (``"<where>: <what>"``).
     """
+    import torch
+
+    ids, classes = label_ids(values, where)
+    return Labels(torch.from_numpy(ids), classes)
+
+
+def label_ids(values: np.ndarray | Sequence[str], where: str) -> Labels:
+    """:func:`encode_labels` with the ids as a NumPy int64 array (imports no torch: files are parsed before
+    torch loads, so their errors come at once)."""
     a = np.asarray(values)
     if a.ndim != 1:
         raise DataError(f"{where}: labels have shape {a.shape}; expected a 1-D array (N,), one label per example")
@@ -54,7 +65,7 @@ def encode_labels(values: np.ndarray | Sequence[str], where: str) -> Labels:
         raise DataError(f"{where}: labels have dtype {a.dtype}; expected integers (or strings)")
     if len(classes) > MAX_CLASSES:
         raise DataError(f"{where}: {len(classes)} distinct label values; expected at most {MAX_CLASSES} classes")
-    return Labels(torch.from_numpy(inverse.reshape(-1).astype(np.int64)), classes)
+    return Labels(inverse.reshape(-1).astype(np.int64), classes)
 
 
 def _whole_numbers(a: np.ndarray, where: str) -> np.ndarray:
@@ -80,6 +91,8 @@ def label_summary(classes: Sequence[str], shown: int = 10) -> str:
 
 def check_labels(labels: dict[str, torch.Tensor], classes: Sequence[str], sizes: dict[str, int], name: str) -> None:
     """Check the labels of a :class:`Splits`: known splits, int64 (N,), ids in 0..K-1."""
+    import torch
+
     if labels and not classes:
         raise DataError(f"dataset '{name}': labels are given without class names; expected classes")
     for split, y in labels.items():

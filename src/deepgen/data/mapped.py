@@ -25,35 +25,14 @@ in-memory path's cost, and refused with a one-line DataError when the split woul
 from __future__ import annotations
 
 import math
-import os
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from deepgen.data.paths import max_data_bytes
 from deepgen.errors import DataError
-
-MEMMAP_BYTES = 64 << 20  # default threshold of the memory-mapped path (DEEPGEN_MEMMAP_BYTES overrides)
 CHUNK_BYTES = 4 << 20  # float32 bytes per chunk of a whole-split pass (validation, statistics)
-
-
-def max_data_bytes() -> int:
-    """The most bytes a loaded dataset may take as float32: half this machine's memory (``DEEPGEN_MAX_DATA_BYTES``
-    overrides).  A header declaring more is refused before anything is allocated."""
-    env = os.environ.get("DEEPGEN_MAX_DATA_BYTES", "").strip()
-    if env.isdigit():
-        return int(env)
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (AttributeError, OSError, ValueError):  # no sysconf: 8 GiB
-        return 8 << 30
-
-
-def memmap_threshold() -> int:
-    """A .npy file whose data take at least this many bytes is memory-mapped (``DEEPGEN_MEMMAP_BYTES``, default
-    64 MiB; 0 maps every .npy file)."""
-    env = os.environ.get("DEEPGEN_MEMMAP_BYTES", "").strip()
-    return int(env) if env.isdigit() else MEMMAP_BYTES
 
 
 def _gb(n: int) -> str:

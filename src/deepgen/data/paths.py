@@ -13,6 +13,8 @@ from deepgen.errors import DataError
 FORMATS = ("idx", "npy", "npz", "csv", "images")
 EXPECTED = "expected a .npy, .npz, .csv, IDX file (.gz, -ubyte, .idx*) or a folder of images"
 FILE_PREFIXES = tuple(f"{f}:" for f in FORMATS) + ("aligned:", "unaligned:")
+UNALIGNED = ("trainA", "trainB", "testA", "testB")  # CycleGAN's folders (deepgen.data.translation_files)
+MEMMAP_BYTES = 64 << 20  # default threshold of the memory-mapped path (DEEPGEN_MEMMAP_BYTES overrides)
 
 
 def path_error(path: str, what: str) -> DataError:
@@ -23,6 +25,14 @@ def path_error(path: str, what: str) -> DataError:
 def is_file_source(name: str) -> bool:
     """True when ``name`` is a path or has a format prefix (``idx:``, ``npy:``, ..., ``aligned:``, ``unaligned:``)."""
     return name.startswith(FILE_PREFIXES) or os.path.sep in name or os.path.exists(name)
+
+
+def is_translation_source(source: str) -> bool:
+    """``aligned:PATH`` / ``unaligned:PATH``, or a folder holding ``trainA/`` or ``trainB/``: translation data
+    (read by :mod:`deepgen.data.translation_files`, not as one dataset)."""
+    if source.startswith(("aligned:", "unaligned:")):
+        return True
+    return os.path.isdir(source) and any(os.path.isdir(os.path.join(source, d)) for d in UNALIGNED[:2])
 
 
 def split_source(source: str) -> tuple[str | None, str, str | None]:
@@ -51,3 +61,22 @@ def check_exists(source: str) -> None:
     _, path, _ = split_source(source)
     if not os.path.exists(path):
         raise path_error(path, f"no such file or directory; {EXPECTED}")
+
+
+def max_data_bytes() -> int:
+    """The most bytes a loaded dataset may take as float32: half this machine's memory (``DEEPGEN_MAX_DATA_BYTES``
+    overrides).  A header declaring more is refused before anything is allocated."""
+    env = os.environ.get("DEEPGEN_MAX_DATA_BYTES", "").strip()
+    if env.isdigit():
+        return int(env)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, OSError, ValueError):  # no sysconf: 8 GiB
+        return 8 << 30
+
+
+def memmap_threshold() -> int:
+    """A .npy file whose data take at least this many bytes is memory-mapped (``DEEPGEN_MEMMAP_BYTES``, default
+    64 MiB; 0 maps every .npy file: see :mod:`deepgen.data.mapped`)."""
+    env = os.environ.get("DEEPGEN_MEMMAP_BYTES", "").strip()
+    return int(env) if env.isdigit() else MEMMAP_BYTES

@@ -27,12 +27,13 @@ import torch
 
 from deepgen.data.files import image_files, read_images
 from deepgen.data.spec import SPLITS, DataSpec, Splits, Translation, split_fixed
+from deepgen.data.paths import UNALIGNED
 from deepgen.errors import DataError
 
 FORMATS = ("aligned", "unaligned")
 CARVE_FRACTION = 0.1  # of train, for a missing val / test folder
 _SEED = 0
-_UNALIGNED = ("trainA", "trainB", "testA", "testB")
+_UNALIGNED = UNALIGNED
 _LAYOUT_A = "pix2pix's aligned layout: train/ (optional val/, test/) or a flat folder of A|B images"
 _LAYOUT_U = "CycleGAN's layout trainA/ trainB/ (optional testA/ testB/)"
 

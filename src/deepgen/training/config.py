@@ -144,10 +144,14 @@ class TrainConfig:
             self._check_types()
             self._check_values()
             self._check_model_name()
-            if quick:  # (``quick``: only these, and that a data file exists; no torch)
-                from deepgen.data.paths import check_exists
+            if quick:  # (``quick``: only these, that a data file exists, and that it parses; no torch)
+                from deepgen.data.paths import check_exists, is_file_source, is_translation_source
 
                 check_exists(self.data)
+                if is_file_source(self.data) and not is_translation_source(self.data):
+                    from deepgen.data.file_labels import preparse
+
+                    preparse(self.data, self.labels or None)  # kept for the run's load: parsed once
                 return
             self._check_data()
             self._check_machine()
