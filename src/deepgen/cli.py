@@ -10,6 +10,7 @@ own refusals too); a training run stopped by a signal exits with the code its
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -42,18 +43,40 @@ def _class_list(text: str) -> list:
 LIST_MODEL_HINT = "deepgen list MODEL shows a model's hyper-parameters"
 
 
+CATALOG_FILE = Path(__file__).resolve().parent / "catalog.json"
+
+
+def catalog_now() -> dict:
+    """The built-in models (family, density, description) and datasets (description) as the code declares them
+    (imports every model: seconds).  ``deepgen list`` prints the copy in ``deepgen/catalog.json``, which a test
+    keeps equal to this; ``python scripts/write_catalog.py`` rewrites it."""
+    from deepgen.data import list_datasets
+    from deepgen.models.names import BUILTIN_MODELS
+    from deepgen.models.registry import get_model_class
+
+    models = {}
+    for name in sorted(BUILTIN_MODELS):
+        cls = get_model_class(name)
+        models[name] = {"family": cls.family, "density": cls.density, "description": cls.description}
+    return {"models": models, "datasets": list_datasets()}
+
+
 def cmd_list(args) -> int:
     if args.model:
         return list_model(args.model)
-    from deepgen.data import list_datasets
-    from deepgen.models.registry import list_models
     from deepgen.training.config import list_presets
 
+    catalog = json.loads(CATALOG_FILE.read_text()) if CATALOG_FILE.is_file() else catalog_now()
+    models = dict(catalog["models"])
+    registry = sys.modules.get("deepgen.models.registry")  # models a user's code registered (in this process)
+    if registry is not None:
+        for name, cls in registry.list_models().items():
+            models.setdefault(name, {"family": cls.family, "density": cls.density, "description": cls.description})
     print("models:")
-    for name, cls in sorted(list_models().items()):
-        print(f"  {name:<14} {cls.family:<15} density={cls.density:<8} {cls.description}")
+    for name, m in sorted(models.items()):
+        print(f"  {name:<14} {m['family']:<15} density={m['density']:<8} {m['description']}")
     print("datasets:")
-    for name, desc in list_datasets().items():
+    for name, desc in catalog["datasets"].items():
         print(f"  {name:<14} {desc}")
     print("  PATH           your own data: IDX (MNIST), .npy/.npz, .csv, a folder of images; prefix idx:/npy:/npz:/csv:/images: to force a format")
     print("presets:")
