@@ -185,3 +185,36 @@ def test_likelihood_ratio_with_a_trained_background(run):
     lines = ood_command(run, ["noise", "constant"], None, verbose=False)
     assert "likelihood-ratio" in {d["score"] for d in lines}  # found at RUN/ood/background by default
     assert bg == run / "ood" / "background" and json.loads((bg / "background.json").read_text())["mu"] == 0.2
+
+
+def test_the_suite_computes_log_p_once_per_set_whatever_the_number_of_density_scores(run, monkeypatch):
+    """nll, typicality and input-complexity all need log p of the train split, the test split and each set: with
+    the shared cache each is computed once (3 + 2 sets = 4 calls, not 12), and the table is the same."""
+    import deepgen.ood.detector as detector
+
+    real, calls = detector.S.log_likelihood, []
+    monkeypatch.setattr(detector.S, "log_likelihood", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    scores = ["nll", "typicality", "input-complexity"]
+    lines = ood_command(run, ["noise", "hflip"], scores, verbose=False, out=run / "o1")
+    assert sorted(calls) == sorted([1257, 270, 270, 270])
+    uncached = []
+    for s in scores:  # the same figures, each score on its own (no sharing)
+        uncached += ood_command(run, ["noise", "hflip"], [s], verbose=False, out=run / "o2")
+    assert lines == uncached and len(calls) == 4 + 3 * 4
+
+
+def test_a_shared_log_p_is_reused_only_for_equal_data(run, monkeypatch):
+    import deepgen.ood.detector as detector
+    from deepgen.ood.detector import Detector
+
+    calls = []  # a stand-in log p that says what it was asked: -sum(x)
+    monkeypatch.setattr(detector.S, "log_likelihood",
+                        lambda model, x, *a, **k: calls.append(1) or -x.flatten(1).sum(1).double())
+    det = Detector(run, score="nll").share_log_p(cache := [])
+    a, b = torch.zeros(4, 1, 8, 8), torch.ones(4, 1, 8, 8)
+    assert torch.equal(det._log_p(det.runs[0], a), torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(det._log_p(det.runs[0], b), torch.full((4,), -64.0, dtype=torch.float64))  # not a's entry
+    assert torch.equal(det._log_p(det.runs[0], a.clone()), torch.zeros(4, dtype=torch.float64))  # a's entry
+    other = Detector(run, score="nll", seed=1).share_log_p(cache)  # another seed: another estimate
+    other._log_p(other.runs[0], a)
+    assert len(calls) == 3 and len(cache) == 3

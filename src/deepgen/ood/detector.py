@@ -251,8 +251,25 @@ class Detector:
                             f"('{self.spec.name}')")
         return validate_array(x, self.spec, "X")
 
+    def share_log_p(self, cache: list) -> "Detector":
+        """Keep every log p(x) this detector computes in ``cache`` (a list, shared by detectors of the same runs)
+        and reuse what is there: ``deepgen ood`` scores one model with several density scores, each of which
+        needs log p of the same sets (an IWAE estimate can take a minute).  An entry is reused only for the same
+        model object, label context, seed, batch size and equal data."""
+        self._log_p_cache = cache
+        return self
+
     def _log_p(self, run: RunInfo, x: torch.Tensor) -> torch.Tensor:
-        return S.log_likelihood(run.model, x, run.label_context, batch_size=self.batch_size, seed=self.seed)
+        cache = getattr(self, "_log_p_cache", None)
+        key = (id(run.model), id(run.label_context), self.seed, self.batch_size, tuple(x.shape))
+        if cache is not None:
+            for k, x_seen, (model, log_p) in cache:
+                if k == key and model is run.model and (x_seen is x or torch.equal(x_seen, x)):
+                    return log_p.clone()
+        log_p = S.log_likelihood(run.model, x, run.label_context, batch_size=self.batch_size, seed=self.seed)
+        if cache is not None:  # (the model is held too, so its id is not reused while the entry lives)
+            cache.append((key, x, (run.model, log_p.clone())))
+        return log_p
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
         return S.nll(self._log_p(self.runs[0], x), self.spec.dim)

@@ -103,6 +103,7 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
     x_train, x_test = kept.train, kept.test
 
     lines, tables = [], {}
+    log_p_cache: list = []  # log p of each (model, set) once, whichever density scores need it
     for s in scores:
         opts = {"background": background} if s == "likelihood-ratio" else {}
         if s == "likelihood-ratio" and background is None:
@@ -110,7 +111,7 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
                               f"deepgen.workflows.ood_background.train_background('{info.path}') (it goes to "
                               f"{info.path / BACKGROUND_DIR}) or pass background=RUN")
         members = [info] + list(ensemble or []) if s == "ensemble" else info
-        det = Detector(members, score=s, seed=seed, batch_size=batch_size, **opts).fit(x_train)
+        det = Detector(members, score=s, seed=seed, batch_size=batch_size, **opts).share_log_p(log_p_cache).fit(x_train)
         s_in = det.decision_function(x_test)
         tables[s] = (det.label, s_in, {})
         for name, x_out in sets.items():
