@@ -102,3 +102,25 @@ def test_nan_weights_are_never_remembered():
         m.model.bias.fill_(float("nan"))
     guard.remember(m, 2)
     assert guard.saved_step == 1
+
+
+@pytest.mark.parametrize("scale, clipped", [(1.0, False), (100.0, True)])
+def test_clipping_reuses_the_guards_norm_and_leaves_gradients_within_the_bound_untouched(scale, clipped):
+    """LikelihoodModule clips with the norm the guard computed: gradients above the bound end at norm 5 (the
+    clip of torch.nn.utils), gradients within it are left exactly as they were."""
+    from deepgen.training.likelihood import LikelihoodModule
+
+    m, guard = FakeModule(), NonFiniteGuard(cfg())
+    loss = scale * clean(m.model)
+    loss.backward()
+    before = [p.grad.clone() for p in m.model.parameters()]
+    norm = torch.nn.utils.get_total_norm(before)
+    assert (norm > 5) == clipped
+    guard.check_update(m, m.opt, loss.detach(), {"loss": loss.detach()})
+    assert guard.grad_norm_value == pytest.approx(float(norm), rel=1e-6)
+    LikelihoodModule.configure_gradient_clipping(SimpleNamespace(guard=guard), m.opt, 5.0, "norm")
+    after = [p.grad for p in m.model.parameters()]
+    if clipped:
+        assert float(torch.nn.utils.get_total_norm(after)) == pytest.approx(5.0, rel=1e-5)
+    else:
+        assert all(torch.equal(a, b) for a, b in zip(after, before))

@@ -71,9 +71,12 @@ class LikelihoodModule(pl.LightningModule):
         self.guard.check_update(self, optimizer, self._terms.get("loss"), self._terms)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        """Norm clipping with the total norm the non-finite check already computed (one norm per step, not two)."""
+        """Norm clipping with the total norm the non-finite check already computed (one norm per step, not two);
+        nothing to do when that norm is within the bound (the clip factor would be exactly 1)."""
         norm = self.guard.grad_norm
         if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and norm is not None:
+            if self.guard.grad_norm_value is not None and self.guard.grad_norm_value + 1e-6 < gradient_clip_val * (1 - 1e-6):
+                return
             params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
             return

@@ -26,10 +26,11 @@ updates whose scaled gradients overflow, which is how it calibrates its scale.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
-from deepgen.training.schedule import any_nonfinite, nonfinite_error, nonfinite_terms
+from deepgen.training.schedule import nonfinite_error, nonfinite_terms
 
 
 def tensors_finite(tensors) -> bool:
@@ -63,6 +64,7 @@ class NonFiniteGuard:
         self.lr_scale = 1.0
         self._step_bad = False
         self.grad_norm = None  # the total gradient norm check_update computed for the update about to be applied
+        self.grad_norm_value: float | None = None  # the same, as a float
         self._terms: dict = {}
         self._saved = None  # (step, model state, optimizer states)
 
@@ -90,12 +92,15 @@ class NonFiniteGuard:
         ``optimizer``'s parameters is not finite on any process; ``terms`` (the loss dict) name the
         culprits in the stop message."""
         grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        flag = any_nonfinite([loss])
-        self.grad_norm = None
+        self.grad_norm = self.grad_norm_value = None
+        watched = [loss.detach().float().reshape(())] if torch.is_tensor(loss) and loss.is_floating_point() else []
         if grads and self.check_grads:  # one fused norm over all gradients: NaN or inf if any entry is (or if it overflows)
             self.grad_norm = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)  # (clipping reuses it)
-            flag = flag | ~torch.isfinite(self.grad_norm)
-        local = bool(flag)
+            watched.append(self.grad_norm.float().reshape(()).to(watched[0].device if watched else None))
+        values = torch.stack(watched).tolist() if watched else []  # one host read for the loss and the norm
+        if self.grad_norm is not None:
+            self.grad_norm_value = values[-1]  # (clipping skips its multiply when the norm is within the bound)
+        local = not all(math.isfinite(v) for v in values)
         trainer = module.trainer
         bad = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
         if bad:

@@ -67,13 +67,6 @@ def schedule_lr(base_lr: float, step: int, cfg, total: int | None = None) -> flo
     return base_lr * lr_factor(step, cfg.warmup_steps, cfg.steps if total is None else total, cfg.lr_schedule)
 
 
-def any_nonfinite(values) -> torch.Tensor:
-    """A 0-d bool tensor: whether any of the floating-point tensors ``values`` holds a NaN or an
-    infinity (computed on their device, without a host synchronisation)."""
-    flags = [~torch.isfinite(v.detach()).all() for v in values if torch.is_tensor(v) and v.is_floating_point()]
-    return torch.stack(flags).any() if flags else torch.zeros((), dtype=torch.bool)
-
-
 def nonfinite_terms(terms: dict) -> dict[str, float]:
     """The entries of a loss dict (``model.loss`` or a player's loss) that are not finite, as floats."""
     bad = {}
