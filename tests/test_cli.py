@@ -185,3 +185,25 @@ def test_deepgen_list_imports_no_torch_and_shows_registered_models(capsys):
         assert "a user's own flow" in capsys.readouterr().out
     finally:
         unregister("my-flow")
+
+
+def test_weight_decay_flag_overrides_the_preset_and_reaches_adam(tmp_path):
+    import yaml
+
+    from deepgen.training.config import TrainConfig, resolve_preset
+    from deepgen.training.schedule import make_optimizer
+
+    out = tmp_path / "g"
+    assert main(["train", "gated-pixelcnn-digits", "--steps", "2", "--eval-every", "2", "--weight-decay", "0.01",
+                 "--param", "channels=4", "--out", str(out), "--no-progress"]) == 0
+    train = yaml.safe_load((out / "config.yaml").read_text())["train"]
+    assert train["weight_decay"] == 0.01 and train["model_params"]["layers"] == 8 and train["keep"] == "best"
+    assert yaml.safe_load(resolve_preset("gated-pixelcnn-digits").read_text())["weight_decay"] == 0.001
+    opt, _ = make_optimizer([torch_param()], TrainConfig(**{k: train[k] for k in ("model", "data", "weight_decay")}))
+    assert opt.param_groups[0]["weight_decay"] == 0.01
+
+
+def torch_param():
+    import torch
+
+    return torch.nn.Parameter(torch.zeros(2))

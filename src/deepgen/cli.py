@@ -122,7 +122,7 @@ _TRAIN_FLAGS = {
     "lr_schedule": "lr_schedule", "grad_clip": "grad_clip", "context": "context", "labels": "labels",
     "keep": "keep", "exclude_classes": "exclude_classes", "checkpoint_every": "checkpoint_every",
     "checkpoint_minutes": "checkpoint_minutes", "nan_patience": "nan_patience", "max_rollbacks": "max_rollbacks",
-    "threads": "threads", "compile": "compile",
+    "threads": "threads", "compile": "compile", "weight_decay": "weight_decay",
 }
 
 
@@ -240,7 +240,8 @@ def cmd_compare(args) -> int:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
-    extra = {"keep": args.keep} if args.keep else None
+    extra = {**({"keep": args.keep} if args.keep else {}),
+             **({"weight_decay": args.weight_decay} if args.weight_decay is not None else {})} or None
     compare(args.data, models, args.steps, args.out, seed=args.seed, iw_samples=args.iw_samples,
             overwrite=args.overwrite, progress=not args.no_progress, extra=extra, features=args.features)
     print((Path(args.out) / "compare.md").read_text(), end="")
@@ -363,6 +364,8 @@ def _train_help(defaults: dict) -> dict[str, str]:
         "threads": d("threads", "CPU threads of torch's ops; 0 = auto: OMP_NUM_THREADS if set, else 1 for vector "
                      "data (small ops: one thread is as fast when idle and many times faster on a busy machine), "
                      "torch's default for images"),
+        "weight_decay": d("weight_decay", "L2 penalty of Adam (torch's weight_decay: L2 * w added to each "
+                          "gradient); regularises models that overfit small data"),
         "compile": "compile the training loss with torch.compile (flows, autoregressive and latent-variable "
                    "models): faster steps after a first step that compiles (seconds to a minute on a CPU, cached "
                    "on disk); scores.json: first_step_s, steady_steps_per_s (default: off)",
@@ -388,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory to create")
     t.add_argument("--batch-size", dest="batch_size", type=int, help=h["batch_size"])
     t.add_argument("--lr", type=float, help=h["lr"])
+    t.add_argument("--weight-decay", dest="weight_decay", type=float, metavar="L2", help=h["weight_decay"])
     t.add_argument("--warmup-steps", dest="warmup_steps", type=int, help=h["warmup_steps"])
     t.add_argument("--lr-schedule", dest="lr_schedule", choices=["cosine", "constant"], help=h["lr_schedule"])
     t.add_argument("--grad-clip", dest="grad_clip", type=float, help=h["grad_clip"])
@@ -506,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="importance samples k for models whose density is a bound")
     m.add_argument("--keep", choices=["last", "best"],
                    help="each model's weights: the last step's (default) or those of its lowest validation NLL")
+    m.add_argument("--weight-decay", dest="weight_decay", type=float, metavar="L2",
+                   help="Adam's L2 penalty for every model (default: each model's own, 0 for most)")
     m.add_argument("--overwrite", action="store_true")
     m.add_argument("--no-progress", dest="no_progress", action="store_true")
     m.add_argument("--features", metavar="DIR", help="feature net for the sample-quality columns (as for score)")

@@ -48,6 +48,7 @@ FLAGS = {
     "exclude_classes": "--exclude-classes", "checkpoint_every": "--checkpoint-every",
     "checkpoint_minutes": "--checkpoint-minutes", "nan_patience": "--nan-patience",
     "max_rollbacks": "--max-rollbacks", "threads": "--threads", "compile": "--compile",
+    "weight_decay": "--weight-decay",
 }
 
 # Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
