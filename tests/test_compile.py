@@ -77,3 +77,27 @@ def test_compile_needs_a_cpp_compiler_on_cpu(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
         TrainConfig(model="realnvp", data="moons", compile=True).check()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["made", "vae", "nsf", "maf", "gated-pixelcnn"])
+def test_a_compiled_loss_is_compiled_once_not_per_step(name):
+    """No model may make the compiler start again every step (a Python int drawn per step, e.g. MADE's mask set,
+    used to specialise the graph: 8 recompilations, then eager)."""
+    import torch._dynamo
+
+    from deepgen.data import load_data
+    from deepgen.models.registry import build_model
+
+    data = "digits" if name == "gated-pixelcnn" else "moons"
+    splits = load_data(data)
+    torch.manual_seed(0)
+    model = build_model(name, splits.spec, {"channels": 8, "layers": 2} if name == "gated-pixelcnn" else {})
+    torch._dynamo.reset()
+    loss = CompiledLoss(model)
+    frames = []
+    for step in range(6):
+        out = loss(splits.train[step * 32:(step + 1) * 32])
+        out["loss"].backward()
+        frames.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    assert loss.active and frames[-1] == frames[1], frames  # graphs made at the first step only

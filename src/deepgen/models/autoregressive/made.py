@@ -150,7 +150,8 @@ class MADE(AutoregressiveModel):
     def loss(self, batch):
         """NLL under one mask set drawn uniformly per step (connectivity-agnostic training)."""
         x, context = unpack_batch(batch)
-        m = int(torch.randint(self.num_masks, ())) if self.num_masks > 1 else 0
+        # a 0-d tensor, not an int: under --compile one graph serves every mask set (an int would specialise it)
+        m = torch.randint(self.num_masks, ()) if self.num_masks > 1 else 0
         nll = -(self.log_prob_per_dim(x, context, m).sum(1) + self.preprocess_log_det()).mean()
         return {"loss": nll, "nll": nll.detach()}
 
