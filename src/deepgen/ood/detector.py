@@ -159,6 +159,7 @@ class Detector:
             "png" if self.spec.is_image and self.spec.shape[0] in (1, 3) else "zlib")
         if self.compressor not in S.COMPRESSORS:
             raise ConfigError(f"compressor '{self.compressor}': expected one of {', '.join(S.COMPRESSORS)}")
+        self._log_p_cache: list | None = None  # see share_log_p
         self.entropy_ = None
         self.threshold_ = None
         self.decision_scores_ = None
@@ -260,7 +261,7 @@ class Detector:
         return self
 
     def _log_p(self, run: RunInfo, x: torch.Tensor) -> torch.Tensor:
-        cache = getattr(self, "_log_p_cache", None)
+        cache = self._log_p_cache
         key = (id(run.model), id(run.label_context), self.seed, self.batch_size, tuple(x.shape))
         if cache is not None:
             for k, x_seen, (model, log_p) in cache:
