@@ -141,7 +141,7 @@ def test_two_real_trainings_into_one_directory(tmp_path):
     np.savetxt(tmp_path / "tiny.csv", np.random.default_rng(0).normal(size=(40, 2)), delimiter=",")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "deepgen", "train", "--model", "made", "--data", str(tmp_path / "tiny.csv"),
-           "--steps", "400", "--eval-every", "100", "--batch-size", "8", "--param", "hidden=4", "--out", str(out),
+           "--steps", "8000", "--eval-every", "2000", "--batch-size", "8", "--param", "hidden=4", "--out", str(out),
            "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
