@@ -283,16 +283,15 @@ class TrainConfig:
         from deepgen.models.registry import check_model_params, get_model_class
 
         check_model_params(self.model, self.model_params)
+        cls = get_model_class(self.model)
         if self.compile:
-            self._check_compile(get_model_class(self.model), is_target(self.data))
+            self._check_compile(cls, is_target(self.data))
         if self.keep == "best":
-            cls = get_model_class(self.model)
             if cls.density == "none" or cls.objective != "likelihood" or is_target(self.data):
                 what = (f"data '{self.data}' is a target with no validation split" if is_target(self.data)
                         else f"model '{self.model}' has no likelihood")
                 raise ConfigError(f"{field_name('keep')} 'best' selects the weights of the lowest validation NLL, "
                                   f"but {what}; use --keep last")
-
 
     def _check_compile(self, cls, target: bool) -> None:
         """``--compile`` compiles the likelihood loss, and TorchInductor needs a C++ compiler on a CPU."""
@@ -303,7 +302,7 @@ class TrainConfig:
                               f"a bound (flows, autoregressive and latent-variable models), but {what}; "
                               f"drop --compile")
         on_cpu = self.accelerator == "cpu" or (self.accelerator == "auto" and not _cuda_available())
-        if on_cpu and not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "g++", "clang++", "c++")):
+        if on_cpu and not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c):
             raise ConfigError(f"{field_name('compile')} on a CPU needs a C++ compiler for TorchInductor's kernels "
                               f"(g++ or clang++ on PATH, or $CXX); install one or drop --compile")
 
