@@ -11,6 +11,8 @@ interrupted table can be finished by running the same command again.
 
     OMP_NUM_THREADS=1 python scripts/mode_coverage_table.py --out runs/modes
     OMP_NUM_THREADS=1 python scripts/mode_coverage_table.py --data ring8 --models gan,mad-gan --seeds 0 --steps 500
+    OMP_NUM_THREADS=1 python scripts/mode_coverage_table.py --data grid25 --models infogan:categories=25:continuous=0 \
+        --steps 10000 --batch-size 512
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from deepgen.training.config import TrainConfig
 from deepgen.workflows.compare import parse_model_entry, run_dir_name
 from deepgen.workflows.train import train
@@ -29,18 +33,22 @@ from deepgen.workflows.train import train
 MODELS = "gan,gan:label_smoothing=0.1,wgan,wgan-gp,mad-gan"
 
 
-def run_one(data: str, entry: str, seed: int, steps: int | None, out: Path, fresh: bool) -> dict:
+def run_one(data: str, entry: str, seed: int, steps: int | None, out: Path, fresh: bool,
+            batch_size: int | None = None) -> dict:
     """Train (or reuse) one run; returns its ``modes`` scores with ``steps``, ``batch_size``, ``wall_s``."""
     name, params, label = parse_model_entry(entry)
     run_dir = out / f"{data}-s{seed}" / run_dir_name(label)
     fields = {"model": name, "data": data, "seed": seed, "model_params": params}
     if steps is not None:
         fields["steps"] = steps
+    if batch_size is not None:
+        fields["batch_size"] = batch_size
     cfg = TrainConfig.from_dict(fields, source=f"mode table ({label})")
     scores_file = run_dir / "scores.json"
     if scores_file.exists() and not fresh:
         scores = json.loads(scores_file.read_text())
-        if scores.get("steps") == cfg.steps:
+        trained = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("train", {})
+        if scores.get("steps") == cfg.steps and trained.get("batch_size") == cfg.batch_size:
             wall = scores.get("steps", 0) / scores["train_steps_per_s"] if scores.get("train_steps_per_s") else None
             return {**scores["modes"], "steps": cfg.steps, "batch_size": cfg.batch_size, "wall_s": wall,
                     "reused": True}
@@ -75,6 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=MODELS, help="comma-separated entries NAME[:key=value...] (as for compare)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=None, help="training steps of every run (default: each model's own)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size of every run (default: the training default)")
     p.add_argument("--out", default="runs/mode-table", help="folder of the run directories")
     p.add_argument("--fresh", action="store_true", help="retrain runs that already have scores")
     args = p.parse_args(argv)
@@ -85,7 +94,7 @@ def main(argv=None) -> int:
     for data in args.data.split(","):
         for entry in args.models.split(","):
             for seed in seeds:
-                r = run_one(data, entry, seed, args.steps, out, args.fresh)
+                r = run_one(data, entry, seed, args.steps, out, args.fresh, args.batch_size)
                 results.setdefault((data, entry), []).append(r)
                 print(f"# {data} {entry} seed {seed}: {r['modes_covered']}/{r['n_modes']} modes, "
                       f"{r['high_quality_pct']:.1f} % high quality, {r['steps']} steps, "

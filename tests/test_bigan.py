@@ -249,14 +249,18 @@ def errors(model, x, n=2000):
 
 @pytest.mark.slow
 def test_a_short_game_makes_the_encoder_invert_the_generator():
-    # data: a correlated 2-D Gaussian; G and E are MLPs with a 2-D code.  Nothing asks E(G(z)) = z or
-    # G(E(x)) = x but the game on pairs: if (x, E(x)) and (G(z), z) have one joint law, E and G invert
-    # each other (the D that compares pairs is what a broken wiring would lose).
+    # data: a 1-D log-normal, a 1-D code.  Nothing asks E(G(z)) = z or G(E(x)) = x but the game on pairs:
+    # if (x, E(x)) and (G(z), z) have one joint law, E and G invert each other (the D that compares pairs is
+    # what a broken wiring would lose).  1-D, because the prior N(0, I) of a 2-D code is invariant under
+    # rotations: G(R z) fits the data as well as G(z), the game drifts along that flat direction while E
+    # chases G, and the 2-D errors oscillate (a correlated 2-D Gaussian, 2000 steps, seeds 0-3: code error
+    # x 0.12 to x 0.80 of the untrained one).  In 1-D the prior's only symmetry is z -> -z; 3000 steps, seeds
+    # 0-3: code error x 0.012 to x 0.15, data error x 0.006 to x 0.14.
     torch.manual_seed(0)
-    x = torch.randn(512, 2) @ torch.tensor([[2.0, 0.0], [1.5, 0.5]]) + torch.tensor([3.0, -1.0])
-    model = build_model("bigan", VEC, {"hidden": 32, "latent": 2, "dropout": 0.0})
+    x = torch.exp(0.5 * torch.randn(512, 1))
+    model = build_model("bigan", DataSpec("toy", (1,)), {"hidden": 32, "latent": 1, "dropout": 0.0})
     model.fit_preprocessing(x)
     before = errors(model, x)
-    fit(model, x, steps=600, lr=1e-3, lr_schedule="cosine")
+    fit(model, x, steps=3000, lr=1e-3, lr_schedule="cosine")
     after = errors(model, x)
-    assert after[0] < 0.6 * before[0] and after[1] < 0.6 * before[1], (before, after)
+    assert after[0] < 0.3 * before[0] and after[1] < 0.3 * before[1], (before, after)

@@ -271,3 +271,18 @@ def test_short_training_teaches_q_to_recover_the_codes():
     assert before["cat_accuracy"] < 0.5 and after["cat_accuracy"] > 0.9
     assert after["mi_bound"] > 0.8 * math.log(4) and after["mi_bound"] <= math.log(4)
     assert after["cont_nll"] < before["cont_nll"]
+
+
+@pytest.mark.slow
+def test_the_ring8_preset_covers_every_mode_with_high_quality_samples(tmp_path):
+    """The shipped preset infogan-ring8 (one category per mode, no continuous code), shortened to 4000 steps:
+    all 8 modes and >= 90 % high-quality samples (the full 10000 steps: 8/8 at 100.0 %, seeds 0/1/2).  A plain
+    GAN maps the connected z onto a connected set and cannot get there (README "Mode coverage")."""
+    import yaml
+
+    from deepgen.training.config import TrainConfig, resolve_preset
+    from deepgen.workflows.train import train
+
+    fields = {**yaml.safe_load(resolve_preset("infogan-ring8").read_text()), "steps": 4000, "seed": 0}
+    modes = train(TrainConfig.from_dict(fields), tmp_path / "run", progress=False)["modes"]
+    assert modes["modes_covered"] == 8 and modes["high_quality_pct"] >= 90.0, modes
