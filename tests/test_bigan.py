@@ -264,3 +264,20 @@ def test_a_short_game_makes_the_encoder_invert_the_generator():
     fit(model, x, steps=3000, lr=1e-3, lr_schedule="cosine")
     after = errors(model, x)
     assert after[0] < 0.3 * before[0] and after[1] < 0.3 * before[1], (before, after)
+
+
+def test_joint_discriminator_sees_the_batch_through_minibatch_features_by_default_on_images():
+    # the fix for G's collapse on digits: with minibatch features, D's logit of a pair depends on the other x
+    # of its batch (a collapsed batch of G(z) looks collapsed); without, each pair is judged alone
+    x, z = torch.rand(4, 1, 8, 8), torch.randn(4, SMALL["latent"])
+    for params, batch_aware in (({}, True), ({"minibatch_discrimination": 0}, False)):
+        model = build_model("bigan", DIGITS, {**SMALL, "dropout": 0.0, **params}).eval()
+        other = x.clone()
+        other[1:] = torch.rand(3, 1, 8, 8)
+        with torch.no_grad():
+            same = torch.allclose(model.discriminate(x, z)[0], model.discriminate(other, z)[0])
+        assert same != batch_aware, params
+    assert build_model("bigan", DIGITS, SMALL).discriminator.minibatch.kernels == 16
+    assert build_model("bigan", VEC, SMALL).discriminator.minibatch is None
+    vec = build_model("bigan", VEC, {**SMALL, "minibatch_discrimination": 3})
+    assert vec.discriminator.minibatch.kernels == 3 and vec.discriminate(torch.randn(5, 2), torch.randn(5, 4)).shape == (5,)

@@ -46,7 +46,7 @@ import torch
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DensityError
 from deepgen.losses.adversarial import ADVERSARIAL_LOSSES, discriminator_bce
-from deepgen.models.adversarial.gan import ARCHS, GAN
+from deepgen.models.adversarial.gan import ARCHS, GAN, MINIBATCH_KERNELS_IMAGES
 from deepgen.models.base import GenerativeModel, unpack_batch
 from deepgen.models.latent.base import LatentModel
 from deepgen.models.players import Player
@@ -78,12 +78,13 @@ class BiGAN(GAN, LatentModel):
     param_constraints = {"latent": ">= 1", "hidden": ">= 2", "depth": ">= 1", "arch": ARCHS,
                          "loss": tuple(ADVERSARIAL_LOSSES), "encoder": ENCODERS, "d_steps": ">= 1",
                          "dropout": "in [0, 1)", "normalize_codes": (False, True),
-                         "label_smoothing": "in [0, 1)", "context_features": ">= 0"}
+                         "label_smoothing": "in [0, 1)", "minibatch_discrimination": ">= 0",
+                         "context_features": ">= 0"}
 
     def __init__(self, spec: DataSpec, latent: int = 32, hidden: int = 128, depth: int = 2, arch: str = "auto",
                  loss: str = "nonsaturating", encoder: str = "deterministic", d_steps: int = 1,
-                 dropout: float = 0.2, normalize_codes: bool = True, label_smoothing: float = 0.0, context_features: int = 0,
-                 standardize: bool = True):
+                 dropout: float = 0.2, normalize_codes: bool = True, label_smoothing: float = 0.0,
+                 minibatch_discrimination: int | None = None, context_features: int = 0, standardize: bool = True):
         """Build a BiGAN for data ``spec``.
 
         Args:
@@ -97,17 +98,21 @@ class BiGAN(GAN, LatentModel):
             dropout: dropout rate after every hidden layer of D (0: none).
             normalize_codes: E ends in a batch norm without affine map (codes of a batch: mean 0, variance 1).
             label_smoothing: one-sided label smoothing eps: D's target on real pairs is 1 - eps (generated: 0).
+            minibatch_discrimination: minibatch-discrimination kernels on D's x branch (0: off; None: 16 for
+                images, 0 for vectors, as :class:`GAN`).
             context_features: size of the context vector of a conditional BiGAN (given to G, E and D).
             standardize: continuous data: G, E and D work on (x - mean) / std per feature; samples are mapped back.
         """
         GenerativeModel.__init__(self, spec, latent=latent, hidden=hidden, depth=depth, arch=arch, loss=loss,
                                  encoder=encoder, d_steps=d_steps, dropout=dropout,
                                  normalize_codes=normalize_codes, label_smoothing=label_smoothing,
+                                 minibatch_discrimination=minibatch_discrimination,
                                  context_features=context_features, standardize=standardize)
         if loss not in ADVERSARIAL_LOSSES:  # direct construction with check_params bypassed
             raise ConfigError(f"bigan: loss must be one of {', '.join(ADVERSARIAL_LOSSES)}, got {loss!r}")
         self.loss_kind, self.encoder_kind, self.normalize_codes = loss, encoder, normalize_codes
         self.d_steps, self.label_smoothing = d_steps, label_smoothing
+        self.minibatch_discrimination = minibatch_discrimination
         self.build_bigan_networks(latent, hidden, depth, arch, context_features, dropout)
 
     def build_bigan_networks(self, latent, hidden, depth, arch, context_features, dropout) -> None:
@@ -118,14 +123,19 @@ class BiGAN(GAN, LatentModel):
         shape = tuple(spec.shape)
         arch = self.arch = self.resolve_arch(arch)
         out = 2 * latent if self.encoder_kind == "gaussian" else latent
+        mbd = self.minibatch_discrimination
+        if mbd is None:  # as GAN: on for images (conv), off for vectors
+            mbd = MINIBATCH_KERNELS_IMAGES if arch == "conv" else 0
         if arch == "conv":
             self.generator = DCGANGenerator(latent, shape, hidden, depth, context_features)
             self.encoder = ConvEncoder(shape, out, hidden, 2, context_features)
-            self.discriminator = ConvJointDiscriminator(shape, latent, hidden, depth, context_features, dropout)
+            self.discriminator = ConvJointDiscriminator(shape, latent, hidden, depth, context_features, dropout,
+                                                        minibatch_kernels=mbd)
         else:
             self.generator = FlatMLP(latent, shape, hidden, depth, context_features)
             self.encoder = MLP(spec.dim, out, hidden, depth, context_features, activation="leaky_relu")
-            self.discriminator = MLPJointDiscriminator(spec.dim, latent, hidden, depth, context_features, dropout)
+            self.discriminator = MLPJointDiscriminator(spec.dim, latent, hidden, depth, context_features, dropout,
+                                                       minibatch_kernels=mbd)
         # E's codes batch-normalised (no affine): each batch of codes has mean 0 and variance 1 per coordinate
         self.code_norm = torch.nn.BatchNorm1d(latent, affine=False) if self.normalize_codes else None
         self.generator_ema = None  # GAN's weight averaging is not a BiGAN parameter: sampling uses G itself
