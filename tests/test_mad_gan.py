@@ -268,3 +268,20 @@ def test_short_run_beats_the_untrained_model():
     torch.manual_seed(0)
     after = energy_distance(model.eval().sample(1000), x[:1000])
     assert after < 0.5 * before
+
+
+def test_each_generators_fakes_meet_the_discriminator_in_a_batch_the_size_of_the_real_one():
+    # the conv D's minibatch features sum over the batch it sees: k B fakes in one call would differ from the B
+    # real examples by batch size alone (what broke mad-gan on digits); each generator's B fakes go alone
+    torch.manual_seed(0)
+    model = build_model("mad-gan", DIGITS, {"hidden": 8, "latent": 4, "generators": 3}).eval()
+    assert model.discriminator.minibatch is not None
+    x = torch.randint(0, 17, (5, 1, 8, 8)).float()
+    shared = model.adversarial_forward(x)
+    assert len(shared["fake"]) == 15
+    logits = model.discriminate_fakes(shared, detach=True)
+    for i in range(3):
+        alone = model.discriminate(shared["fake"][5 * i:5 * i + 5].detach())
+        assert torch.allclose(logits[5 * i:5 * i + 5], alone, atol=1e-6)
+    together = model.discriminate(shared["fake"].detach())
+    assert not torch.allclose(logits, together, atol=1e-3)

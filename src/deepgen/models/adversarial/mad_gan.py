@@ -195,6 +195,19 @@ class MADGAN(GAN):
         return {"real": self.to_d_scale(x), "context": context, "fake": fake, "index": index,
                 "fake_context": fake_context}
 
+    def discriminate_fakes(self, shared: dict, detach: bool) -> torch.Tensor:
+        """D's logits (k B or B, k+1) for the shared fakes, in batches the size of the real one: with
+        ``fake_batch: each`` one call per generator's B fakes.  D's minibatch features (on by default for
+        images) sum over the batch they see, so k B fakes at once would differ from B real examples by their
+        batch size alone, and D would tell them apart by it (on digits, k = 4: generator loss ~11, FD 494)."""
+        fake, context, n = shared["fake"], shared["fake_context"], len(shared["real"])
+        if detach:
+            fake = fake.detach()
+        if len(fake) == n:
+            return self.discriminate(fake, context)
+        chunks = zip(fake.split(n), context.split(n) if context is not None else [None] * self.k)
+        return torch.cat([self.discriminate(f, c) for f, c in chunks])
+
     def player_loss(self, name: str, batch, shared: dict) -> dict[str, torch.Tensor]:
         """``discriminator``: the (k+1)-way cross-entropy on the real batch and the detached fakes, with
         ``d_real`` = mean D_{k+1}(x), ``d_fake`` = mean D_{k+1}(G_i(z)) and ``generator_accuracy`` (the
@@ -202,7 +215,7 @@ class MADGAN(GAN):
         -mean log D_{k+1}(G_i(z)) through the shared fakes (D frozen by the adapter), with ``d_fake``."""
         if name == "discriminator":
             real_logits = self.discriminate(shared["real"], shared["context"])
-            fake_logits = self.discriminate(shared["fake"].detach(), shared["fake_context"])
+            fake_logits = self.discriminate_fakes(shared, detach=True)
             with torch.no_grad():
                 # which generator D names, given that it is a fake (argmax over the k generator classes):
                 # 1/k by chance; argmax over all k + 1 classes would read 0 whenever D takes fakes for real
@@ -212,7 +225,7 @@ class MADGAN(GAN):
                     "d_fake": torch.softmax(fake_logits.detach(), 1)[:, -1].mean(),
                     "generator_accuracy": accuracy}
         if name == "generator":
-            logits = self.discriminate(shared["fake"], shared["fake_context"])
+            logits = self.discriminate_fakes(shared, detach=False)
             return {"loss": multiclass_generator_loss(logits),
                     "d_fake": torch.softmax(logits.detach(), 1)[:, -1].mean()}
         raise ConfigError(f"mad-gan: no player named {name!r} (players: discriminator, generator)")
