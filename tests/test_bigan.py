@@ -281,3 +281,25 @@ def test_joint_discriminator_sees_the_batch_through_minibatch_features_by_defaul
     assert build_model("bigan", VEC, SMALL).discriminator.minibatch is None
     vec = build_model("bigan", VEC, {**SMALL, "minibatch_discrimination": 3})
     assert vec.discriminator.minibatch.kernels == 3 and vec.discriminate(torch.randn(5, 2), torch.randn(5, 4)).shape == (5,)
+
+
+def test_a_run_saved_before_minibatch_features_existed_loads_without_them(tmp_path):
+    # its config.yaml lacks the key (a run records every hyper-parameter), so it gets the value that rebuilds
+    # it (params_added_later: 0), not today's default (16 for images); a new run keeps what it recorded
+    import yaml
+
+    from deepgen.models.pretrained import load_model, save_model
+
+    old = build_model("bigan", DIGITS, {**SMALL, "minibatch_discrimination": 0}).eval()
+    save_model(old, tmp_path / "old")
+    cfg_file = tmp_path / "old" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    del cfg["model_config"]["params"]["minibatch_discrimination"]
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    loaded = load_model(tmp_path / "old")
+    assert loaded.discriminator.minibatch is None
+    z, x = torch.randn(3, SMALL["latent"]), digit_batch(3)
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(z), old.decode(z)) and torch.equal(loaded.encode(x), old.encode(x))
+    save_model(build_model("bigan", DIGITS, SMALL), tmp_path / "new")
+    assert load_model(tmp_path / "new").discriminator.minibatch.kernels == 16

@@ -111,6 +111,10 @@ class GenerativeModel(nn.Module):
     # Allowed values of hyper-parameters, checked by ``build_model`` before the constructor runs
     # (see :mod:`deepgen.models.params`): ">= 1", "> 0", "in [0, 1)", or a tuple of choices.
     param_constraints: ClassVar[dict[str, Any]] = {}
+    # Hyper-parameters added after runs of the model were saved, with the value that rebuilds such a run:
+    # a run's config.yaml records every hyper-parameter, so one that lacks the key predates it, and
+    # :func:`~deepgen.models.pretrained.load_model` fills it in with this value, not the current default.
+    params_added_later: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, spec: DataSpec, **params: Any):
         super().__init__()

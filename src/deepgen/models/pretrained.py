@@ -16,7 +16,7 @@ import torch
 from deepgen.data.spec import DataSpec
 from deepgen.errors import CheckpointError, DataError, DeepgenError
 from deepgen.io import file_sha256, load_tensors, read_yaml, save_tensors, write_yaml
-from deepgen.models.registry import build_model
+from deepgen.models.registry import build_model, get_model_class
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -81,7 +81,8 @@ def load_model(directory, map_location: str | torch.device = "cpu"):
         spec = DataSpec.from_dict(block["data"])
         if any(s < 1 or s > 2 ** 31 for s in spec.shape) or (spec.levels is not None and spec.levels < 1):
             raise DataError(f"data shape {tuple(spec.shape)} / levels {spec.levels}: expected sizes in 1..2^31")
-        model = build_model(block["model"], spec, block.get("params") or {}, strict=False)
+        model = build_model(block["model"], spec, saved_params(block["model"], block.get("params") or {}),
+                            strict=False)
     except CheckpointError:
         raise
     except DeepgenError as exc:  # a hand-edited or hostile config: name the file (same error class)
@@ -92,6 +93,13 @@ def load_model(directory, map_location: str | torch.device = "cpu"):
     check_builds_on(model, block.get("builds_on") or {}, directory / CONFIG_FILE)
     load_weights(model, directory / WEIGHTS_FILE)
     return model.to(map_location).eval()
+
+
+def saved_params(name: str, params: dict) -> dict:
+    """A saved run's hyper-parameters, with the ``params_added_later`` of model ``name`` that it lacks (the
+    values that rebuild a run saved before they existed)."""
+    later = getattr(get_model_class(name), "params_added_later", {}) if isinstance(name, str) else {}
+    return {**later, **params} if isinstance(params, dict) else params
 
 
 def check_builds_on(model, recorded: dict, source: Path) -> None:

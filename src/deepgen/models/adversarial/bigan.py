@@ -75,6 +75,9 @@ class BiGAN(GAN, LatentModel):
     # (one 3000-step run costs ~10-30 min on the shared CPU).
     train_defaults = {"lr": 5e-4, "betas": [0.5, 0.999], "lr_schedule": "cosine", "warmup_steps": 0}
 
+    # runs saved before the joint discriminator read minibatch features (FD 1342 on digits) rebuild without them
+    params_added_later = {"minibatch_discrimination": 0}
+
     param_constraints = {"latent": ">= 1", "hidden": ">= 2", "depth": ">= 1", "arch": ARCHS,
                          "loss": tuple(ADVERSARIAL_LOSSES), "encoder": ENCODERS, "d_steps": ">= 1",
                          "dropout": "in [0, 1)", "normalize_codes": (False, True),
