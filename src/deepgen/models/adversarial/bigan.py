@@ -31,6 +31,12 @@ Encoder.  ``encoder="deterministic"``: z = E(x).  ``encoder="gaussian"`` (ALI's 
 encoder): E outputs (mu(x), log sigma(x)), the real pair's code is the reparametrised draw
 z = mu + sigma * eps, eps ~ N(0, I), and :meth:`encode` returns the point code mu(x).
 
+Minibatch features (``minibatch_discrimination`` = B kernels; default 16 for images, 0 for
+vectors): D also reads, for each x, how close it is to the other x of its batch
+(:class:`~deepgen.nets.minibatch.MinibatchDiscrimination` on the x branch), so a batch of G(z)
+collapsed onto a few images stands out.  Without them G collapsed on digits (FD 1342, recall
+0.00 at 1500 steps); with them FD 28.4, recall 0.95.
+
 Data scale: as :class:`~deepgen.models.adversarial.gan.GAN` (discrete data: D and E see
 x / (L - 1), G ends in a sigmoid, samples are round(G(z) (L - 1)); continuous data are
 standardised per feature).  As a latent model, ``encode(x)`` = E(x) (mu(x) for the Gaussian
