@@ -52,7 +52,7 @@ import torch
 from deepgen.data.spec import DataSpec
 from deepgen.errors import ConfigError, DensityError
 from deepgen.losses.adversarial import ADVERSARIAL_LOSSES, discriminator_bce
-from deepgen.models.adversarial.gan import ARCHS, GAN, MINIBATCH_KERNELS_IMAGES
+from deepgen.models.adversarial.gan import ARCHS, GAN
 from deepgen.models.base import GenerativeModel, unpack_batch
 from deepgen.models.latent.base import LatentModel
 from deepgen.models.players import Player
@@ -132,9 +132,7 @@ class BiGAN(GAN, LatentModel):
         shape = tuple(spec.shape)
         arch = self.arch = self.resolve_arch(arch)
         out = 2 * latent if self.encoder_kind == "gaussian" else latent
-        mbd = self.minibatch_discrimination
-        if mbd is None:  # as GAN: on for images (conv), off for vectors
-            mbd = MINIBATCH_KERNELS_IMAGES if arch == "conv" else 0
+        mbd = self.minibatch_kernels(arch)  # as GAN: 16 for images (conv) by default, 0 for vectors
         if arch == "conv":
             self.generator = DCGANGenerator(latent, shape, hidden, depth, context_features)
             self.encoder = ConvEncoder(shape, out, hidden, 2, context_features)

@@ -200,9 +200,7 @@ class GAN(GenerativeModel):
                               "batch norms, not both")
         if self.conditional_bn and not context_features:
             raise ConfigError(f"{who}: conditional_bn needs a class-conditional model (train with --context label)")
-        mbd = self.minibatch_discrimination
-        if mbd is None:  # the default: on for the conv D (images), off for the MLP D (vectors)
-            mbd = MINIBATCH_KERNELS_IMAGES if arch == "conv" else 0
+        mbd = self.minibatch_kernels(arch)
         norm = "virtual" if self.virtual_batchnorm else "conditional" if self.conditional_bn else "batch"
         g_options = dict(norm=norm, embed_features=EMBED_FEATURES if self.conditional_bn else 0,
                          reference_size=self.reference_size if self.virtual_batchnorm else 0)
@@ -226,6 +224,13 @@ class GAN(GenerativeModel):
         if self.ema:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    def minibatch_kernels(self, arch: str) -> int:
+        """Minibatch-discrimination kernels of D: ``minibatch_discrimination``, or by default (None)
+        ``MINIBATCH_KERNELS_IMAGES`` for the conv D (images) and 0 for the MLP D (vectors)."""
+        if self.minibatch_discrimination is None:
+            return MINIBATCH_KERNELS_IMAGES if arch == "conv" else 0
+        return self.minibatch_discrimination
 
     def resolve_arch(self, arch: str) -> str:
         """"conv" or "mlp" for ``arch`` ("auto": conv for images), after checking the data fit it:
