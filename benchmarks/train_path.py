@@ -18,7 +18,9 @@ The setting of issue 13: deepgen's moons split, batch 256, Adam lr 1e-3, 2000 st
   lr and steps and every default (warm-up + cosine schedule, gradient clipping, validation every
   500 steps with checkpoints and the sample picture, metrics rows, and its automatic thread count:
   one thread for vector data): what ``deepgen train --model M --data moons --steps 2000
-  --batch-size 256`` runs.  steps/s is its
+  --batch-size 256`` runs, its automatic ``--steps-per-call`` (25 here) included).  ``one step per call``
+  is the same with ``steps_per_call=1`` (Lightning's own loop around every step, as before that option;
+  ``--no-one-step`` skips it).  steps/s is its
   ``train_steps_per_s`` (the time inside Lightning's fit, validations included); "call s" is
   the whole call (data, model, fit, final test scoring and pictures).
 
@@ -97,9 +99,10 @@ def _zuko_row(zuko, model: str, steps: int, batch: int, seed: int) -> dict:
     return {"steps_per_s": steps / seconds, "nll_nats": nll, "seconds": seconds, "load": load_average()}
 
 
-def deepgen_row(model: str, steps: int, batch: int, seed: int, out: Path, compile: bool = False) -> dict:
+def deepgen_row(model: str, steps: int, batch: int, seed: int, out: Path, compile: bool = False,
+                steps_per_call: int = 0) -> dict:
     cfg = TrainConfig(model=model, data="moons", steps=steps, batch_size=batch, lr=1e-3, seed=seed, progress=False,
-                      compile=compile)
+                      compile=compile, steps_per_call=steps_per_call)
     t0 = time.perf_counter()
     scores = train(cfg, out, overwrite=True)
     call = time.perf_counter() - t0
@@ -154,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="1 round of 300 steps")
     ap.add_argument("--no-startup", action="store_true", help="skip the command-line start-up figures")
     ap.add_argument("--no-compile", action="store_true", help="skip the `deepgen train --compile` rows")
+    ap.add_argument("--no-one-step", action="store_true", help="skip the `deepgen train --steps-per-call 1` rows")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.steps = 1, 300
@@ -167,18 +171,22 @@ def main(argv=None) -> int:
         # a fresh TorchInductor cache: round 1 of --compile pays the whole compilation, later rounds hit the cache
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor-cache")
         for model in models:
-            rows = {"zuko": [], "zuko-1t": [], "deepgen": [], "compiled": []}
+            rows = {"zuko": [], "zuko-1t": [], "deepgen": [], "deepgen-1": [], "compiled": []}
             for r in range(args.rounds):
                 rows["zuko"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r, default_threads))
                 rows["zuko-1t"].append(zuko_row(model, args.steps, args.batch_size, args.seed + r, 1))
                 rows["deepgen"].append(deepgen_row(model, args.steps, args.batch_size, args.seed + r,
                                                    tmp / f"{model}-{r}"))
+                if not args.no_one_step:
+                    rows["deepgen-1"].append(deepgen_row(model, args.steps, args.batch_size, args.seed + r,
+                                                         tmp / f"{model}-1-{r}", steps_per_call=1))
                 if not args.no_compile:
                     rows["compiled"].append(deepgen_row(model, args.steps, args.batch_size, args.seed + r,
                                                         tmp / f"{model}-c{r}", compile=True))
                 print(f"{model} round {r + 1}: zuko {rows['zuko'][-1]['steps_per_s']:.1f} / 1 thread "
                       f"{rows['zuko-1t'][-1]['steps_per_s']:.1f} steps/s, deepgen train "
                       f"{rows['deepgen'][-1]['steps_per_s']:.1f} steps/s"
+                      + (f" (one step per call {rows['deepgen-1'][-1]['steps_per_s']:.1f})" if rows["deepgen-1"] else "")
                       + (f", --compile {rows['compiled'][-1]['steady_steps_per_s']:.1f} steady steps/s after a "
                          f"{rows['compiled'][-1]['first_step_s']:.1f} s first step" if rows["compiled"] else "")
                       + f" (load {load_average()})", file=sys.stderr)
@@ -188,6 +196,8 @@ def main(argv=None) -> int:
             result["models"][model] = {"rows": rows, "median": med, "fastest_peer": best,
                                        "speed_ratio": med["deepgen"]["steps_per_s"] / med[best]["steps_per_s"],
                                        "nll_difference": med["deepgen"]["nll_nats"] - med[best]["nll_nats"]}
+            if rows["deepgen-1"]:
+                result["models"][model]["one_step_ratio"] = med["deepgen-1"]["steps_per_s"] / med[best]["steps_per_s"]
             if rows["compiled"]:
                 c = rows["compiled"]
                 med["compiled"]["steady_steps_per_s"] = statistics.median(r["steady_steps_per_s"] for r in c)
@@ -199,13 +209,14 @@ def main(argv=None) -> int:
     print(f"\n`deepgen train` vs zuko's plain loop: moons, batch {args.batch_size}, {args.steps} steps, "
           f"{args.rounds} alternating rounds (medians); zuko at {default_threads} threads and at 1\n")
     print("| model | zuko steps/s | zuko 1-thread steps/s | deepgen train steps/s (threads) | ratio to the faster zuko |"
-          " zuko test NLL | deepgen test NLL | deepgen call s | machinery |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " one step per call: steps/s, ratio | zuko test NLL | deepgen test NLL | deepgen call s | machinery |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for model, m in result["models"].items():
         d, med = m["rows"]["deepgen"], m["median"]
         print(f"| {model} | {med['zuko']['steps_per_s']:.1f} | {med['zuko-1t']['steps_per_s']:.1f} | "
               f"{med['deepgen']['steps_per_s']:.1f} ({d[0].get('threads')}) | **{m['speed_ratio']:.2f}x** | "
-              f"{med[m['fastest_peer']]['nll_nats']:.4f} | {med['deepgen']['nll_nats']:.4f} | "
+              + (f"{med['deepgen-1']['steps_per_s']:.1f}, {m['one_step_ratio']:.2f}x | " if "deepgen-1" in med else "- | ")
+              + f"{med[m['fastest_peer']]['nll_nats']:.4f} | {med['deepgen']['nll_nats']:.4f} | "
               f"{statistics.median(r['call_s'] for r in d):.1f} | "
               f"{100 * statistics.median(r['machinery_share'] or 0 for r in d):.1f} % |")
     if not args.no_compile:

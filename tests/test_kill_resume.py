@@ -143,10 +143,16 @@ def test_checkpoint_minutes_writes_on_the_clock(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_writer.RunWriter, "checkpoint", checkpoint)
     cfg = TrainConfig.from_dict({"model": "made", "data": "moons", "steps": 12, "eval_every": 100,
-                                 "checkpoint_minutes": 1e-9, "batch_size": 32, "model_params": {"hidden": 8}})
+                                 "checkpoint_minutes": 1e-9, "batch_size": 32, "model_params": {"hidden": 8},
+                                 "steps_per_call": 1})
     train_module.train(cfg, tmp_path / "r")
     # every step is "a minute" later here; the last step is checkpointed by its validation and the end
     assert saved[:11] == list(range(1, 12)) and set(saved[11:]) == {12}
+    # with several steps per call of the training step, the clock is read between calls
+    saved.clear()
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), "steps_per_call": 4, "log_every": 4})
+    train_module.train(cfg, tmp_path / "r4")
+    assert saved[:2] == [4, 8] and set(saved[2:]) == {12}
 
 
 # --- the promise, end to end -------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_clipping_reuses_the_guards_norm_and_leaves_gradients_within_the_bound_u
     assert (norm > 5) == clipped
     guard.check_update(m, m.opt, loss.detach(), {"loss": loss.detach()})
     assert guard.grad_norm_value == pytest.approx(float(norm), rel=1e-6)
-    LikelihoodModule.configure_gradient_clipping(SimpleNamespace(guard=guard), m.opt, 5.0, "norm")
+    LikelihoodModule.clip_with_known_norm(SimpleNamespace(guard=guard), m.opt, 5.0)
     after = [p.grad for p in m.model.parameters()]
     if clipped:
         assert float(torch.nn.utils.get_total_norm(after)) == pytest.approx(5.0, rel=1e-5)

@@ -122,7 +122,7 @@ _TRAIN_FLAGS = {
     "lr_schedule": "lr_schedule", "grad_clip": "grad_clip", "context": "context", "labels": "labels",
     "keep": "keep", "exclude_classes": "exclude_classes", "checkpoint_every": "checkpoint_every",
     "checkpoint_minutes": "checkpoint_minutes", "nan_patience": "nan_patience", "max_rollbacks": "max_rollbacks",
-    "threads": "threads", "compile": "compile", "weight_decay": "weight_decay",
+    "threads": "threads", "compile": "compile", "weight_decay": "weight_decay", "steps_per_call": "steps_per_call",
 }
 
 
@@ -366,6 +366,10 @@ def _train_help(defaults: dict) -> dict[str, str]:
                      "torch's default for images"),
         "weight_decay": d("weight_decay", "L2 penalty of Adam (torch's weight_decay: L2 * w added to each "
                           "gradient); regularises models that overfit small data"),
+        "steps_per_call": d("steps_per_call", "optimizer steps per call of Lightning's training step (the same "
+                            "steps and batches; its per-step overhead paid once per call); 0 = auto: up to 25 "
+                            "(a divisor of the eval, log and checkpoint cadences) for likelihood-trained vector "
+                            "models in one process, else 1"),
         "compile": "compile the training loss with torch.compile (flows, autoregressive and latent-variable "
                    "models): faster steps after a first step that compiles (seconds to a minute on a CPU, cached "
                    "on disk); scores.json: first_step_s, steady_steps_per_s (default: off)",
@@ -414,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--nan-patience", dest="nan_patience", type=int, metavar="K", help=h["nan_patience"])
     t.add_argument("--max-rollbacks", dest="max_rollbacks", type=int, metavar="R", help=h["max_rollbacks"])
     t.add_argument("--threads", dest="threads", type=int, metavar="T", help=h["threads"])
+    t.add_argument("--steps-per-call", dest="steps_per_call", type=int, metavar="K", help=h["steps_per_call"])
     t.add_argument("--compile", dest="compile", action="store_const", const=True, default=None, help=h["compile"])
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its saved weights and optimizer state")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory's files")

@@ -53,7 +53,6 @@ class FusedCouplingMLP(torch.autograd.Function):
             y = x.index_copy(1, free, xf + out[:, out.shape[1] - free.numel():])
             logdet = x.new_zeros(len(x))
         ctx.save_for_backward(kept, free, xf, th, es, *hidden, *params)
-        ctx.order = torch.cat([kept, free]).argsort()  # [kept, free] columns -> the original order
         ctx.meta = (affine, float(bound), len(hidden), context is not None, kept.numel(), out.shape[1])
         return y, logdet
 
@@ -67,11 +66,11 @@ class FusedCouplingMLP(torch.autograd.Function):
         params = saved[5 + n_hidden:]
         gyf = gy.index_select(1, free)
         if affine:
-            gs = gyf * xf * es
+            gxf = gyf * es
+            gs = gxf * xf
             if glogdet is not None:
                 gs = gs + glogdet.unsqueeze(1)
-            gout = torch.cat([gs * (1.0 - th * th), gyf], 1)
-            gxf = gyf * es
+            gout = torch.cat([torch.addcmul(gs, gs * th, th, value=-1.0), gyf], 1)  # g_a = g_s (1 - th^2)
         else:
             gout = gyf if n_out == gyf.shape[1] else torch.cat([torch.zeros_like(gyf), gyf], 1)
             gxf = gyf
@@ -82,9 +81,10 @@ class FusedCouplingMLP(torch.autograd.Function):
             gpre = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)  # gh where h > 0, else 0 (one op)
             grads[2 * i], grads[2 * i + 1] = gpre.t().mm(hidden[i]), gpre.sum(0)
             gh = gpre.mm(params[2 * i])
-        gxk = gy.index_select(1, kept) + (gh[:, :n_kept] if has_context else gh)  # (a whole-range slice is an
-        # alias, which autograd's batched gradients (jacobian(vectorize=True)) cannot take)
-        gx = torch.cat([gxk, gxf], 1).index_select(1, ctx.order)  # (gathers only: works under vmap too)
+        # g_x: g_y with its free columns replaced by g_x,f and g_h's kept part added to its kept columns (two
+        # out-of-place index ops: autograd's batched gradients (jacobian(vectorize=True)) take them; a whole-range
+        # slice would be an alias, which they cannot take)
+        gx = gy.index_copy(1, free, gxf).index_add(1, kept, gh[:, :n_kept] if has_context else gh)
         gcontext = gh[:, n_kept:] if has_context and ctx.needs_input_grad[1] else None
         return (gx, gcontext, None, None, None, None, *grads)
 

@@ -48,7 +48,7 @@ FLAGS = {
     "exclude_classes": "--exclude-classes", "checkpoint_every": "--checkpoint-every",
     "checkpoint_minutes": "--checkpoint-minutes", "nan_patience": "--nan-patience",
     "max_rollbacks": "--max-rollbacks", "threads": "--threads", "compile": "--compile",
-    "weight_decay": "--weight-decay",
+    "weight_decay": "--weight-decay", "steps_per_call": "--steps-per-call",
 }
 
 # Numeric ranges of the numeric fields (see deepgen.models.params for the syntax).
@@ -57,7 +57,7 @@ RANGES = {
     "grad_clip": ">= 0", "seed": f"in [0, {SEED_MAX}]", "eval_every": ">= 1", "eval_batch_size": ">= 1",
     "log_every": ">= 1", "devices": ">= 1", "num_nodes": ">= 1", "checkpoint_every": ">= 0",
     "checkpoint_minutes": ">= 0", "nan_patience": ">= 1", "max_rollbacks": ">= 0",
-    "threads": ">= 0",
+    "threads": ">= 0", "steps_per_call": ">= 0",
 }
 
 
@@ -103,6 +103,10 @@ class TrainConfig:
     threads: int = 0
     # the training loss through torch.compile (likelihood-trained models; deepgen.training.compiled)
     compile: bool = False
+    # optimizer steps per call of Lightning's training step (0 = auto: 25 or the largest divisor of eval_every,
+    # log_every and checkpoint_every up to it for likelihood-trained vector models in one process, else 1;
+    # deepgen.training.steps_per_call): the same steps and batches, Lightning's per-step overhead paid once per call
+    steps_per_call: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
@@ -198,6 +202,11 @@ class TrainConfig:
                 raise ConfigError(f"{field_name(key)} must be {c.text}, got {value!r}")
         if self.context not in CONTEXTS:
             raise ConfigError(f"{field_name('context')} must be 'label' or empty, got {self.context!r}")
+        if self.steps_per_call > 1:  # validations, rows and checkpoints fall between calls
+            for key in ("eval_every", "log_every", "checkpoint_every"):
+                if getattr(self, key) % self.steps_per_call:
+                    raise ConfigError(f"{field_name('steps_per_call')} must divide {field_name(key)} "
+                                      f"({getattr(self, key)}), got {self.steps_per_call}")
         if self.keep not in KEEPS:
             raise ConfigError(f"{field_name('keep')}: {unknown_name('choice', self.keep, KEEPS)}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -39,6 +39,15 @@ def tensors_finite(tensors) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
+def total_norm(grads: list) -> torch.Tensor:
+    """||(g_1, ..., g_n)||_2 = || (||g_1||, ..., ||g_n||) ||_2, the value ``torch.nn.utils.get_total_norm`` gives
+    (NaN or inf if an entry is), computed without its per-tensor grouping when all are on one device."""
+    try:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    except RuntimeError:  # several devices
+        return torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
+
+
 def state_finite(module: torch.nn.Module) -> bool:
     """True when every floating-point parameter and buffer of ``module`` is finite."""
     return tensors_finite(module.state_dict().values())
@@ -95,7 +104,7 @@ class NonFiniteGuard:
         self.grad_norm = self.grad_norm_value = None
         watched = [loss.detach().float().reshape(())] if torch.is_tensor(loss) and loss.is_floating_point() else []
         if grads and self.check_grads:  # one fused norm over all gradients: NaN or inf if any entry is (or if it overflows)
-            self.grad_norm = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)  # (clipping reuses it)
+            self.grad_norm = total_norm(grads)  # (clipping reuses it)
             watched.append(self.grad_norm.float().reshape(()).to(watched[0].device if watched else None))
         values = torch.stack(watched).tolist() if watched else []  # one host read for the loss and the norm
         if self.grad_norm is not None:

@@ -8,6 +8,9 @@ Process r of W takes the B rows ``r*B .. (r+1)*B`` of each global batch.  Nothin
 global RNG or on how many batches were drawn before: a run resumed at step s starts its loader at
 batch s and sees exactly the batches the uninterrupted run saw (with one process or several).
 Separate ``stream`` numbers give independent orders (a WGAN critic's extra batches come from stream 1).
+With ``group`` = K > 1 (one process only) each item is K consecutive batches, b .. b + K - 1, their row
+indices concatenated (K x B rows, one gather): the trainer runs K optimizer steps on one item
+(``steps_per_call``), and the batches are still those above, whatever K is.
 
 :class:`TensorRows` holds the split's tensors and returns a whole batch from one index tensor
 (``x[idx]``, one gather per tensor) instead of collating B examples one by one; :func:`batch_loader`
@@ -39,9 +42,11 @@ class StepBatches(Sampler[torch.Tensor]):
     """
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int = 0, stream: int = 0,
-                 drop_last: bool | None = None, rank: int | None = None, world: int | None = None):
-        if n < 1 or batch_size < 1:
-            raise ValueError(f"StepBatches needs n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+                 drop_last: bool | None = None, rank: int | None = None, world: int | None = None, group: int = 1):
+        if n < 1 or batch_size < 1 or group < 1:
+            raise ValueError(f"StepBatches needs n >= 1, batch_size >= 1 and group >= 1, got n={n}, "
+                             f"batch_size={batch_size}, group={group}")
+        self.group = int(group)
         self.n, self.batch_size = int(n), int(min(batch_size, n))
         self._drop_last = drop_last
         self.seed, self.stream = int(seed), int(stream)
@@ -89,6 +94,9 @@ class StepBatches(Sampler[torch.Tensor]):
         return self._rows(self.permutation(epoch), j)
 
     def __iter__(self):
+        if self.group > 1:
+            yield from self._groups()
+            return
         per_epoch = self.per_epoch
         epoch, j = divmod(self.position, per_epoch)
         perm = self.permutation(epoch)
@@ -96,8 +104,22 @@ class StepBatches(Sampler[torch.Tensor]):
             self.position = epoch * per_epoch + k + 1
             yield self._rows(perm, k)
 
+    def _groups(self):
+        """``len(self)`` items of ``group`` consecutive batches each (crossing epochs where they fall)."""
+        per_epoch, cached = self.per_epoch, (None, None)
+        for _ in range(len(self)):
+            parts = []
+            for b in range(self.position, self.position + self.group):
+                epoch, j = divmod(b, per_epoch)
+                if cached[0] != epoch:
+                    cached = (epoch, self.permutation(epoch))
+                parts.append(self._rows(cached[1], j))
+            self.position += self.group
+            yield torch.cat(parts)
+
     def __len__(self) -> int:
-        return self.per_epoch
+        # with groups: about one epoch of batches per pass (the trainer counts steps, not passes)
+        return self.per_epoch if self.group == 1 else max(1, self.per_epoch // self.group)
 
 
 class SliceBatches(Sampler[slice]):

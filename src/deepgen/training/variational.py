@@ -26,6 +26,8 @@ VALIDATION_SAMPLES = 4096
 class VariationalModule(LikelihoodModule):
     """Adam + warm-up/cosine schedule on -ELBO; logs train/loss, train/elbo_nats, val/elbo_nats, val/kl_nats."""
 
+    supports_steps_per_call = False  # its loader's batches carry only their size
+
     def __init__(self, model, cfg, step_offset: int = 0, optimizer_states: list | None = None, target=None):
         super().__init__(model, cfg, step_offset, optimizer_states)
         check_can_fit_target(model, target)
@@ -37,12 +39,10 @@ class VariationalModule(LikelihoodModule):
         z, log_q = self.model.sample_and_log_prob(n)
         return log_q + self.target.energy(z)
 
-    def training_step(self, batch, batch_idx):
+    def step_loss(self, batch) -> dict:
         x, _ = unpack_batch(batch)
         loss = self.negative_elbo(len(x)).mean()
-        self._terms = {"loss": loss.detach()}
-        self.train_terms = {"train/loss": loss.detach(), "train/elbo_nats": -loss.detach()}
-        return loss
+        return {"loss": loss, "elbo_nats": -loss}
 
     def validation_step(self, batch, batch_idx):
         x, _ = unpack_batch(batch)

@@ -48,7 +48,8 @@ class RunWriter(pl.Callback):
         self.machinery_s = 0.0
         self.first_step_s: float | None = None
         self._first_batch_t0: float | None = None
-        self.first_step_only_s: float | None = None  # the first step alone (with --compile: its compilation)
+        self.first_step_only_s: float | None = None  # the first call alone (with --compile: its compilation)
+        self.first_call_steps = 1  # the steps that call ran (--steps-per-call)
         self.picture_s, self.last_picture_s = 0.0, PICTURE_GUESS_S
         self._validation_t0: float | None = None
         # keep: best -- the lowest validation NLL so far and its step; RUN/best/ holds those weights (a resumed
@@ -65,7 +66,10 @@ class RunWriter(pl.Callback):
     @staticmethod
     def train_row(module) -> dict:
         """The last step's training terms as floats (one host read, at the logging cadence only)."""
-        terms = getattr(module, "train_terms", None) or {}
+        return RunWriter.terms_row(getattr(module, "train_terms", None) or {})
+
+    @staticmethod
+    def terms_row(terms: dict) -> dict:
         if not terms:
             return {}
         values = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).cpu().tolist()
@@ -75,9 +79,10 @@ class RunWriter(pl.Callback):
         # Validation (and its checkpoint) falls on the steps that are multiples of eval_every, counted from the
         # run's first step also after a resume: Lightning counts batches from the resumed fit's start, so its
         # batch counter starts where the run is.  TensorBoard's step axis continues too.
+        # (A call of the training step may run several steps: Lightning's batch counter counts calls.)
         loop = trainer.fit_loop.epoch_loop
         for counter in ("ready", "started", "processed", "completed"):
-            setattr(loop.batch_progress.total, counter, module.step_offset)
+            setattr(loop.batch_progress.total, counter, module.step_offset // self.per_call(module))
         loop._batches_that_stepped = module.step_offset
         self.last_checkpoint_time = time.monotonic()
 
@@ -85,12 +90,24 @@ class RunWriter(pl.Callback):
         if self._first_batch_t0 is None:
             self._first_batch_t0 = time.perf_counter()
 
+    @staticmethod
+    def per_call(module) -> int:
+        return int(getattr(module, "steps_per_call", 1) or 1)
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         t = time.perf_counter()
+        step = module.absolute_step
         if self.first_step_s is None:
             self.first_step_s = t - self.started
             self.first_step_only_s = t - (self._first_batch_t0 if self._first_batch_t0 is not None else t)
-        step = module.absolute_step
+            self.first_call_steps = step - module.step_offset
+        # TensorBoard's step of what Lightning logs next (validation): the step, also when a call runs several
+        trainer.fit_loop.epoch_loop._batches_that_stepped = step - 1  # (Lightning adds 1 after validation)
+        first_row = getattr(module, "first_row", None)
+        if first_row is not None:  # step 1 ran inside a call of several steps
+            module.first_row = None
+            if step != 1:
+                self.log_step(trainer, 1, *first_row)
         if step % self.log_every == 0 or step == 1:
             self.log_step(trainer, step)
         if self.checkpoint_due(trainer, step):
@@ -108,11 +125,15 @@ class RunWriter(pl.Callback):
         step alone (``first_step_s``: with --compile, mostly its compilation) and the rate of the ``steps - 1``
         others (``steady_steps_per_s``); the share of the training loop's wall time spent in the run machinery
         (rows, checkpoints, validation, pictures)."""
-        first = self.first_step_only_s
+        first, first_steps = self.first_step_only_s, self.first_call_steps
         rest = train_s - first if first is not None else 0.0
-        return {"time_to_first_step_s": round(self.first_step_s, 3) if self.first_step_s is not None else None,
-                "first_step_s": round(first, 3) if first is not None else None,
-                "steady_steps_per_s": round((steps - 1) / rest, 2) if steps > 1 and rest > 0 else None,
+        steady = (steps - first_steps) / rest if steps > first_steps and rest > 0 else None
+        lead = 0.0
+        if first is not None and first_steps > 1 and steady:  # the first call ran several steps: its later
+            lead = min(first, (first_steps - 1) / steady)     # steps at the steady rate are not the first step
+        return {"time_to_first_step_s": round(self.first_step_s - lead, 3) if self.first_step_s is not None else None,
+                "first_step_s": round(first - lead, 3) if first is not None else None,
+                "steady_steps_per_s": round(steady, 2) if steady is not None else None,
                 "machinery_s": round(self.machinery_s, 3),
                 "machinery_share": round(self.machinery_s / train_s, 4) if train_s > 0 else None}
 
@@ -134,11 +155,11 @@ class RunWriter(pl.Callback):
         return bool(minutes) and trainer.world_size == 1 and \
             time.monotonic() - self.last_checkpoint_time >= 60.0 * minutes
 
-    def log_step(self, trainer, step: int) -> None:
-        """The training row of ``step`` (the step just taken): losses, learning rate, time; into metrics.csv
-        and TensorBoard."""
-        row = self.train_row(trainer.lightning_module)
-        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+    def log_step(self, trainer, step: int, terms: dict | None = None, lr: float | None = None) -> None:
+        """The training row of ``step`` (the step just taken; else the step whose ``terms`` and ``lr`` are given):
+        losses, learning rate, time; into metrics.csv and TensorBoard."""
+        row = self.train_row(trainer.lightning_module) if terms is None else self.terms_row(terms)
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if lr is None else lr
         if trainer.logger is not None:
             trainer.logger.log_metrics(row, step=step)
         row["time_s"] = round(time.perf_counter() - self.t0, 3)

@@ -112,14 +112,15 @@ def label_setup(cfg: TrainConfig, splits) -> tuple[LabelContext | None, dict]:
 
 
 def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None, step_offset: int = 0,
-                 sources: dict | None = None):
+                 sources: dict | None = None, steps_per_call: int = 1):
     """Training loader and validation loader; batches are (x,), (x, one-hot label) or, for a translator,
     (x_B, x_A) with ``sources`` the domain-A examples of each split.
 
     Each batch is one gather per tensor (:class:`~deepgen.training.sampler.TensorRows`), in the order of
     :class:`~deepgen.training.sampler.StepBatches` (a function of the step, also under DDP, where each
     process takes its share of every global batch), started at ``step_offset``, so a resumed run sees
-    the batches the uninterrupted one saw.  Validation reads consecutive slices."""
+    the batches the uninterrupted one saw.  With ``steps_per_call`` = K > 1 each training item holds K
+    consecutive batches (one gather), for K steps in one call.  Validation reads consecutive slices."""
     def rows(split):
         x = splits.split(split)
         if sources is not None:
@@ -130,7 +131,8 @@ def make_loaders(cfg: TrainConfig, splits, label_context: LabelContext | None, s
 
     pin = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     train_rows = rows("train")
-    order = StepBatches(len(train_rows), min(cfg.batch_size, len(train_rows)), cfg.seed, start=step_offset)
+    order = StepBatches(len(train_rows), min(cfg.batch_size, len(train_rows)), cfg.seed, start=step_offset,
+                        group=steps_per_call)
     loader = batch_loader(train_rows, order, pin_memory=pin)
     val_rows = rows("val")
     val_loader = batch_loader(val_rows, SliceBatches(len(val_rows), cfg.eval_batch_size), pin_memory=pin)
@@ -327,6 +329,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
 
     from deepgen.training.adapters import adapter_for
     from deepgen.training.progress import StepProgress
+    from deepgen.training.steps_per_call import choose_steps_per_call
     from deepgen.training.stop import StopOnSignal, StopRequested
     from deepgen.training.variational import target_loaders
     from deepgen.workflows.run_writer import RunWriter, select_best
@@ -355,9 +358,12 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
 
     module = adapter_for(model, cfg, step_offset, optimizer_states, target=target)
     module.last_saved_step = step_offset if resume else None
+    per_call = module.steps_per_call = choose_steps_per_call(cfg, module, model.spec, step_offset, target)
     loader, val_loader = (target_loaders(cfg) if target is not None else
-                          make_loaders(cfg, splits, label_context, step_offset, translation_setup(cfg, splits)))
+                          make_loaders(cfg, splits, label_context, step_offset, translation_setup(cfg, splits),
+                                       steps_per_call=per_call))
     guard = StopOnSignal()
+    module.stop_pending = lambda: guard.signum is not None  # a call of several steps ends at the signal's step
     guard.abort = lambda signum: TrainingInterrupted(
         interrupted_message(out, module.absolute_step, cfg, signum, saved=False, last_saved=module.last_saved_step),
         128 + int(signum))
@@ -365,7 +371,8 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, verbose: bool, model, splits
     remaining = cfg.steps - step_offset
     trainer = pl.Trainer(
         max_steps=remaining, max_epochs=-1,
-        val_check_interval=min(cfg.eval_every, remaining), check_val_every_n_epoch=None,
+        # in calls of Lightning's training step (each runs per_call steps; per_call divides eval_every)
+        val_check_interval=-(-min(cfg.eval_every, remaining) // per_call), check_val_every_n_epoch=None,
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         precision=cfg.precision, deterministic=True,
         # adapters with manual optimization (GANs) clip their own gradients
