@@ -92,3 +92,13 @@ def test_grouped_batches_are_the_consecutive_batches(n, batch, start):
     for i, item in enumerate(items):
         expected = torch.cat([single.batch(start + 4 * i + j) for j in range(4)])
         assert torch.equal(item, expected)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_denormals_are_flushed_while_training_only(tmp_path, monkeypatch, flush):
+    calls = []
+    real = torch.set_flush_denormal
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda mode: calls.append(mode) or real(mode))
+    train(tiny(steps=5, flush_denormal=flush), tmp_path / "r")
+    assert calls == ([True, False] if flush else [])
+    assert torch.tensor(1e-39).item() != 0.0  # torch's default again: denormals kept

@@ -48,6 +48,17 @@ class MaskedAutoregressive(Bijection):
         mu, a = h[..., 0], h[..., 1]
         return mu, self.scale_bound * torch.tanh(a / self.scale_bound)
 
+    def fused_spec(self):
+        """("made", static arguments, tensors) for :mod:`~deepgen.bijections.fused_stack`, or None when this layer
+        does not run fused (a conditioner without ``fused_parts``, or ``fused`` is False)."""
+        parts = getattr(self.conditioner, "fused_parts", None)
+        parts = parts() if parts is not None and self.fused else None
+        if parts is None:
+            return None
+        layers, direct = parts
+        tensors = [t for layer in layers for t in layer] + (list(direct) if direct is not None else [])
+        return ("made", (self.scale_bound, len(layers) - 1, direct is not None), tensors)
+
     def forward(self, x, context=None):
         parts = getattr(self.conditioner, "fused_parts", None)
         parts = parts() if parts is not None and self.fused else None

@@ -36,10 +36,25 @@ class Compose(Bijection):
         self.bijections = nn.ModuleList(bijections)
 
     def forward(self, x, context=None):
+        """Runs of two or more consecutive fusable layers go through one autograd node
+        (:mod:`deepgen.bijections.fused_stack`); the others are called one by one."""
+        from deepgen.bijections.fused_stack import fused_specs, run_fused
+
         total = x.new_zeros(x.shape[0])
-        for b in self.bijections:
-            x, ld = b(x, context)
+        specs = fused_specs(self.bijections)
+        i, n = 0, len(specs)
+        while i < n:
+            j = i
+            while j < n and specs[j] is not None:
+                j += 1
+            if j - i >= 2:
+                x, ld = run_fused(specs[i:j], x, context)
+                total = total + ld
+                i = j
+                continue
+            x, ld = self.bijections[i](x, context)
             total = total + ld
+            i += 1
         return x, total
 
     def inverse(self, y, context=None):

@@ -44,6 +44,18 @@ class AffineCoupling(Bijection):
         free = 1.0 - self.mask
         return s * free, t * free
 
+    def fused_spec(self):
+        """("coupling", static arguments, tensors) for :mod:`~deepgen.bijections.fused_stack`, or None when this
+        coupling does not run fused (not a kept-to-free ReLU MLP conditioner, or ``fused`` is False)."""
+        if not self.fused or not isinstance(self.conditioner, KeptToFree):
+            return None
+        layers = self.conditioner.fused_layers()
+        if layers is None:
+            return None
+        c = self.conditioner
+        return ("coupling", (c.kept, c.free, self.scale_bound, self.affine),
+                [p for layer in layers for p in (layer.weight, layer.bias)])
+
     def forward(self, x, context=None):
         if isinstance(self.conditioner, KeptToFree):  # the same map, computed on the free coordinates only
             layers = self.conditioner.fused_layers() if self.fused else None

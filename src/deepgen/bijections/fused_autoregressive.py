@@ -23,67 +23,84 @@ import torch
 from torch.autograd.function import once_differentiable
 
 
+def made_forward(x, context, bound: float, n_hidden: int, has_direct: bool, tensors):
+    """(z, log|det|, saved tensors, meta) of the layer above; ``tensors`` = (W_1, M_1, b_1, ..., W_o, M_o, b_o[,
+    W_d, M_d])."""
+    h0 = x if context is None else torch.cat([x, context.to(x.dtype)], 1)
+    hidden, effective, masks = [h0], [], []
+    h = h0
+    for i in range(n_hidden + 1):
+        w, m, b = tensors[3 * i:3 * i + 3]
+        we = w if m is None else w * m  # (None: every connection on)
+        effective.append(we)
+        masks.append(m)
+        h = torch.addmm(b, h, we.t())
+        if i < n_hidden:
+            h = h.relu_()
+            hidden.append(h)
+    out = h
+    if has_direct:
+        wd, md = tensors[3 * n_hidden + 3:3 * n_hidden + 5]
+        wde = wd if md is None else wd * md
+        effective.append(wde)
+        masks.append(md)
+        out = out.addmm_(h0, wde.t())
+    mu, a = out[:, 0::2], out[:, 1::2]
+    th = torch.tanh(a / bound)
+    e = torch.exp(th * -bound)
+    z = (x - mu) * e
+    meta = (float(bound), n_hidden, has_direct, context is not None, x.shape[1])
+    return z, th.sum(1) * -bound, (z, th, e, *hidden, *effective, *masks), meta
+
+
+def made_backward(saved, meta, gz, glogdet, need_context: bool, need_input: bool = True):
+    """(g_x or None, g_context or None, [g_W_1, None, g_b_1, ..., g_W_o, None, g_b_o[, g_W_d, None]]) (None for
+    the masks) from the gradients of z and log|det|; ``need_input`` False skips g_x (the flow's data input)."""
+    bound, n_hidden, has_direct, has_context, d = meta
+    z, th, e = saved[:3]
+    n_eff = n_hidden + 1 + int(has_direct)
+    hidden = saved[3:4 + n_hidden]
+    effective = saved[4 + n_hidden:4 + n_hidden + n_eff]
+    masks = saved[4 + n_hidden + n_eff:]
+    gxd = gz * e
+    # -g_alpha = g_z z + g_l;  g_a = g_alpha (1 - th^2) = -(-g_alpha - (-g_alpha) th th)
+    nga = gz * z if glogdet is None else torch.addcmul(glogdet.unsqueeze(1), gz, z)
+    ga = torch.addcmul(nga, nga * th, th, value=-1.0).neg_()
+    gout = torch.stack([gxd.neg(), ga], 2).reshape(len(gz), -1)
+    need_h0 = need_input or (has_context and need_context)  # the gradient of [x, c] at all?
+    grads = []  # per layer: (g_W, None for the mask, g_b)
+    gh = gout
+    for i in reversed(range(n_hidden + 1)):
+        if i < n_hidden:
+            gh = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)
+        gw = gh.t().mm(hidden[i])
+        grads = [gw if masks[i] is None else gw * masks[i], None, gh.sum(0)] + grads
+        gh = gh.mm(effective[i]) if i > 0 or need_h0 else None
+    if has_direct:
+        gw = gout.t().mm(hidden[0])
+        grads += [gw if masks[-1] is None else gw * masks[-1], None]
+        if need_h0:
+            gh = gh + gout.mm(effective[-1])
+    gx = gxd + (gh[:, :d] if has_context else gh) if need_input else None  # (a whole-range slice is an alias:
+    gcontext = gh[:, d:] if has_context and need_context else None           # vmap cannot take it)
+    return gx, gcontext, grads
+
+
 class FusedMADEAffine(torch.autograd.Function):
     """``apply(x, context, bound, n_hidden, has_direct, W_1, M_1, b_1, ..., W_o, M_o, b_o[, W_d, M_d])``
     -> (z, log|det|)."""
 
     @staticmethod
     def forward(ctx, x, context, bound, n_hidden, has_direct, *tensors):
-        h0 = x if context is None else torch.cat([x, context.to(x.dtype)], 1)
-        hidden, effective, masks = [h0], [], []
-        h = h0
-        for i in range(n_hidden + 1):
-            w, m, b = tensors[3 * i:3 * i + 3]
-            we = w * m
-            effective.append(we)
-            masks.append(m)
-            h = torch.addmm(b, h, we.t())
-            if i < n_hidden:
-                h = h.relu_()
-                hidden.append(h)
-        out = h
-        if has_direct:
-            wd, md = tensors[3 * n_hidden + 3:3 * n_hidden + 5]
-            wde = wd * md
-            effective.append(wde)
-            masks.append(md)
-            out = out.addmm_(h0, wde.t())
-        mu, a = out[:, 0::2], out[:, 1::2]
-        th = torch.tanh(a / bound)
-        e = torch.exp(th * -bound)
-        z = (x - mu) * e
-        ctx.save_for_backward(z, th, e, *hidden, *effective, *masks)
-        ctx.meta = (float(bound), n_hidden, has_direct, context is not None, x.shape[1])
-        return z, th.sum(1) * -bound
+        z, logdet, saved, ctx.meta = made_forward(x, context, bound, n_hidden, has_direct, tensors)
+        ctx.save_for_backward(*saved)
+        return z, logdet
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gz, glogdet):
-        bound, n_hidden, has_direct, has_context, d = ctx.meta
-        saved = ctx.saved_tensors
-        z, th, e = saved[:3]
-        n_eff = n_hidden + 1 + int(has_direct)
-        hidden = saved[3:4 + n_hidden]
-        effective = saved[4 + n_hidden:4 + n_hidden + n_eff]
-        masks = saved[4 + n_hidden + n_eff:]
-        gxd = gz * e
-        galpha = -(gz * z)
-        if glogdet is not None:
-            galpha = galpha - glogdet.unsqueeze(1)
-        ga = galpha * (1.0 - th * th)
-        gout = torch.stack([-gxd, ga], 2).reshape(len(gz), -1)
-        grads = []  # per layer: (g_W, None for the mask, g_b)
-        gh = gout
-        for i in reversed(range(n_hidden + 1)):
-            if i < n_hidden:
-                gh = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)
-            grads = [gh.t().mm(hidden[i]) * masks[i], None, gh.sum(0)] + grads
-            gh = gh.mm(effective[i])
-        if has_direct:
-            grads += [gout.t().mm(hidden[0]) * masks[-1], None]
-            gh = gh + gout.mm(effective[-1])
-        gx = gxd + (gh[:, :d] if has_context else gh)  # (a whole-range slice is an alias: vmap cannot take it)
-        gcontext = gh[:, d:] if has_context and ctx.needs_input_grad[1] else None
+        gx, gcontext, grads = made_backward(ctx.saved_tensors, ctx.meta, gz, glogdet, ctx.needs_input_grad[1],
+                                            ctx.needs_input_grad[0])
         return (gx, gcontext, None, None, None, *grads)
 
 

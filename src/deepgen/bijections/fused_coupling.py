@@ -28,64 +28,78 @@ import torch
 from torch.autograd.function import once_differentiable
 
 
+def coupling_forward(x, context, kept, free, bound: float, affine: bool, params):
+    """(y, log|det|, saved tensors, meta) of the coupling above; ``params`` = (W_1, b_1, ..., W_o, b_o)."""
+    h = x.index_select(1, kept)
+    if context is not None:
+        h = torch.cat([h, context.to(x.dtype)], 1)
+    hidden = [h]
+    for i in range(len(params) // 2 - 1):
+        h = torch.addmm(params[2 * i + 1], h, params[2 * i].t()).relu_()
+        hidden.append(h)
+    out = torch.addmm(params[-1], h, params[-2].t())
+    xf = x.index_select(1, free)
+    if affine:
+        nf = free.numel()
+        th = torch.tanh(out[:, :nf] / bound)
+        es = torch.exp(th * bound)
+        y = x.index_copy(1, free, torch.addcmul(out[:, nf:], xf, es))
+        logdet = th.sum(1) * bound
+    else:  # t is the output, or its second half (s = 0 is ignored)
+        th = es = None
+        y = x.index_copy(1, free, xf + out[:, out.shape[1] - free.numel():])
+        logdet = x.new_zeros(len(x))
+    meta = (affine, float(bound), len(hidden), context is not None, kept.numel(), out.shape[1])
+    return y, logdet, (kept, free, xf, th, es, *hidden, *params), meta
+
+
+def coupling_backward(saved, meta, gy, glogdet, need_context: bool, need_input: bool = True):
+    """(g_x or None, g_context or None, [g_W_1, g_b_1, ..., g_W_o, g_b_o]) from the gradients of y and log|det|;
+    ``need_input`` False skips g_x (the flow's data input)."""
+    affine, bound, n_hidden, has_context, n_kept, n_out = meta
+    kept, free, xf, th, es = saved[:5]
+    hidden = saved[5:5 + n_hidden]
+    params = saved[5 + n_hidden:]
+    gyf = gy.index_select(1, free)
+    if affine:
+        gxf = gyf * es
+        gs = gxf * xf
+        if glogdet is not None:
+            gs = gs + glogdet.unsqueeze(1)
+        gout = torch.cat([torch.addcmul(gs, gs * th, th, value=-1.0), gyf], 1)  # g_a = g_s (1 - th^2)
+    else:
+        gout = gyf if n_out == gyf.shape[1] else torch.cat([torch.zeros_like(gyf), gyf], 1)
+        gxf = gyf
+    grads = [None] * len(params)
+    grads[-2], grads[-1] = gout.t().mm(hidden[-1]), gout.sum(0)
+    gh = gout.mm(params[-2])
+    need_h0 = need_input or (has_context and need_context)  # the gradient of [x_k, c] at all?
+    for i in reversed(range(n_hidden - 1)):
+        gpre = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)  # gh where h > 0, else 0 (one op)
+        grads[2 * i], grads[2 * i + 1] = gpre.t().mm(hidden[i]), gpre.sum(0)
+        gh = gpre.mm(params[2 * i]) if i > 0 or need_h0 else None
+    # g_x: g_y with its free columns replaced by g_x,f and g_h's kept part added to its kept columns (two
+    # out-of-place index ops: autograd's batched gradients (jacobian(vectorize=True)) take them; a whole-range
+    # slice would be an alias, which they cannot take)
+    gx = gy.index_copy(1, free, gxf).index_add(1, kept, gh[:, :n_kept] if has_context else gh) if need_input else None
+    gcontext = gh[:, n_kept:] if has_context and need_context else None
+    return gx, gcontext, grads
+
+
 class FusedCouplingMLP(torch.autograd.Function):
     """``apply(x, context, kept, free, bound, affine, W_1, b_1, ..., W_L, b_L, W_o, b_o) -> (y, log|det|)``."""
 
     @staticmethod
     def forward(ctx, x, context, kept, free, bound, affine, *params):
-        h = x.index_select(1, kept)
-        if context is not None:
-            h = torch.cat([h, context.to(x.dtype)], 1)
-        hidden = [h]
-        for i in range(len(params) // 2 - 1):
-            h = torch.addmm(params[2 * i + 1], h, params[2 * i].t()).relu_()
-            hidden.append(h)
-        out = torch.addmm(params[-1], h, params[-2].t())
-        xf = x.index_select(1, free)
-        if affine:
-            nf = free.numel()
-            th = torch.tanh(out[:, :nf] / bound)
-            es = torch.exp(th * bound)
-            y = x.index_copy(1, free, torch.addcmul(out[:, nf:], xf, es))
-            logdet = th.sum(1) * bound
-        else:  # t is the output, or its second half (s = 0 is ignored)
-            th = es = None
-            y = x.index_copy(1, free, xf + out[:, out.shape[1] - free.numel():])
-            logdet = x.new_zeros(len(x))
-        ctx.save_for_backward(kept, free, xf, th, es, *hidden, *params)
-        ctx.meta = (affine, float(bound), len(hidden), context is not None, kept.numel(), out.shape[1])
+        y, logdet, saved, ctx.meta = coupling_forward(x, context, kept, free, bound, affine, params)
+        ctx.save_for_backward(*saved)
         return y, logdet
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, glogdet):
-        affine, bound, n_hidden, has_context, n_kept, n_out = ctx.meta
-        saved = ctx.saved_tensors
-        kept, free, xf, th, es = saved[:5]
-        hidden = saved[5:5 + n_hidden]
-        params = saved[5 + n_hidden:]
-        gyf = gy.index_select(1, free)
-        if affine:
-            gxf = gyf * es
-            gs = gxf * xf
-            if glogdet is not None:
-                gs = gs + glogdet.unsqueeze(1)
-            gout = torch.cat([torch.addcmul(gs, gs * th, th, value=-1.0), gyf], 1)  # g_a = g_s (1 - th^2)
-        else:
-            gout = gyf if n_out == gyf.shape[1] else torch.cat([torch.zeros_like(gyf), gyf], 1)
-            gxf = gyf
-        grads = [None] * len(params)
-        grads[-2], grads[-1] = gout.t().mm(hidden[-1]), gout.sum(0)
-        gh = gout.mm(params[-2])
-        for i in reversed(range(n_hidden - 1)):
-            gpre = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)  # gh where h > 0, else 0 (one op)
-            grads[2 * i], grads[2 * i + 1] = gpre.t().mm(hidden[i]), gpre.sum(0)
-            gh = gpre.mm(params[2 * i])
-        # g_x: g_y with its free columns replaced by g_x,f and g_h's kept part added to its kept columns (two
-        # out-of-place index ops: autograd's batched gradients (jacobian(vectorize=True)) take them; a whole-range
-        # slice would be an alias, which they cannot take)
-        gx = gy.index_copy(1, free, gxf).index_add(1, kept, gh[:, :n_kept] if has_context else gh)
-        gcontext = gh[:, n_kept:] if has_context and ctx.needs_input_grad[1] else None
+        gx, gcontext, grads = coupling_backward(ctx.saved_tensors, ctx.meta, gy, glogdet, ctx.needs_input_grad[1],
+                                                ctx.needs_input_grad[0])
         return (gx, gcontext, None, None, None, None, *grads)
 
 

@@ -49,10 +49,18 @@ def spline_param_count(bins: int) -> int:
     return 3 * bins - 1
 
 
+def softmax_last(raw: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension, exp(r_i - max r) / sum_j exp(r_j - max r) (the max held constant for
+    autograd: the gradient is the softmax's own).  torch's CPU softmax kernel takes 4-5x as long on rows this
+    short (8 bins: 85 us against 19 us for 512 rows on one core), and it runs twice per layer and step."""
+    e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())
+    return e / e.sum(-1, keepdim=True)
+
+
 def _knots(raw: torch.Tensor, bound: float, min_size: float):
     """Knot positions (..., K + 1) from -B to B and bin sizes (..., K) from raw sizes (..., K)."""
     k = raw.shape[-1]
-    frac = min_size + (1 - min_size * k) * torch.softmax(raw, dim=-1)
+    frac = min_size + (1 - min_size * k) * softmax_last(raw)
     cum = 2 * bound * torch.cumsum(frac, dim=-1) - bound
     ends = cum.new_full((*cum.shape[:-1], 1), bound)
     cum = torch.cat([-ends, cum[..., :-1], ends], dim=-1)  # exact ends: no rounding drift at +-B

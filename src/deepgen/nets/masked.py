@@ -33,6 +33,7 @@ class MaskedLinear(nn.Linear):
         # bool keeps the stack 4x smaller than float; ``weight * mask`` promotes to the weight's dtype.
         self.register_buffer("mask", self._checked(masks), persistent=persistent)
         self._float_masks: torch.Tensor | None = None  # the masks in the weight's dtype (built on first use)
+        self._full_masks: tuple | None = None  # (those masks, whether each is all ones)
 
     def _checked(self, masks: torch.Tensor) -> torch.Tensor:
         masks = torch.as_tensor(masks).to(dtype=torch.bool)
@@ -60,6 +61,15 @@ class MaskedLinear(nn.Linear):
         if cached is None or cached.dtype != w.dtype or cached.device != w.device or cached.shape != self.mask.shape:
             cached = self._float_masks = self.mask.to(device=w.device, dtype=w.dtype)
         return cached[index]
+
+    def fused_mask(self, index: int = 0) -> torch.Tensor | None:
+        """:meth:`float_mask`, or None when every connection of mask ``index`` is on (e.g. between the hidden
+        layers of a MADE on 2-D data): a fused layer then skips ``W * M`` and ``g_W * M``."""
+        m = self.float_mask(index)
+        full = self._full_masks
+        if full is None or full[0] is not self._float_masks:
+            full = self._full_masks = (self._float_masks, [bool(k.all()) for k in self._float_masks])
+        return None if full[1][index] else m
 
     def forward(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
         return F.linear(x, self.weight * self.float_mask(index), self.bias)

@@ -107,6 +107,9 @@ class TrainConfig:
     # log_every and checkpoint_every up to it for likelihood-trained vector models in one process, else 1;
     # deepgen.training.steps_per_call): the same steps and batches, Lightning's per-step overhead paid once per call
     steps_per_call: int = 0
+    # CPU floats below 1.2e-38 (denormals) read as zero while training: Adam's second moments of rarely-moving weights
+    # decay into that range, where x86 arithmetic is ~100x slower (MAF on moons: 6-11 % more steps/s; the same NLL)
+    flush_denormal: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":

@@ -313,11 +313,15 @@ def train(cfg: TrainConfig, out, resume: bool = False, overwrite: bool = False, 
     # only now, when data and model are known to be good: a refused run leaves no directory behind
     lock = prepare_run_dir(out, resume, overwrite)  # held until training ends, also on an error or Ctrl-C
     previous_threads = torch.get_num_threads()  # the caller's setting, put back however training ends
+    flush = False
     try:
         torch.set_num_threads(training_threads(cfg, model.spec))
+        flush = cfg.flush_denormal and torch.set_flush_denormal(True)  # (False: this CPU cannot)
         return _fit(cfg, out, resume, verbose, model, splits, label_context, target, started)
     finally:
         torch.set_num_threads(previous_threads)
+        if flush:
+            torch.set_flush_denormal(False)  # torch's default (it has no getter for the caller's setting)
         if lock is not None:
             lock.release()
 

@@ -52,12 +52,13 @@ class MADEConditioner(nn.Module):
 
     def fused_parts(self):
         """(layers, direct) for :func:`~deepgen.bijections.fused_autoregressive.fused_made_affine`: each masked
-        layer's (weight, mask in the weight's dtype, bias), and the direct connections' (weight, mask) or None."""
+        layer's (weight, mask in the weight's dtype or None where every connection is on, bias), and the direct
+        connections' (weight, mask) or None."""
         net = self.net
         if net.k != 2 or net.num_masks != 1:
             return None
-        layers = [(layer.weight, layer.float_mask(0), layer.bias) for layer in net.layers]
-        direct = None if net.direct is None else (net.direct.weight, net.direct.float_mask(0))
+        layers = [(layer.weight, layer.fused_mask(0), layer.bias) for layer in net.layers]
+        direct = None if net.direct is None else (net.direct.weight, net.direct.fused_mask(0))
         return layers, direct
 
     def forward(self, x, context=None):
