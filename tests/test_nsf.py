@@ -268,3 +268,29 @@ def test_cli_trains_on_moons(tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     text = json.dumps(scores)
     assert "nll" in text and "NaN" not in text and "Infinity" not in text
+
+
+def test_softmax_last_is_torch_softmax_with_its_gradient():
+    from deepgen.bijections.spline import softmax_last
+
+    torch.manual_seed(0)
+    raw = (torch.randn(6, 3, 11, dtype=torch.double) * 30)[..., 2:10].requires_grad_()  # large, strided rows
+    w = torch.randn(6, 3, 8, dtype=torch.double)
+    ours = softmax_last(raw)
+    theirs = torch.softmax(raw, -1)
+    assert torch.allclose(ours, theirs, atol=1e-15, rtol=1e-13)
+    (g1,) = torch.autograd.grad((ours * w).sum(), raw)
+    (g2,) = torch.autograd.grad((theirs * w).sum(), raw)
+    assert torch.allclose(g1, g2, atol=1e-14)
+
+
+def test_knots_in_one_pass_equal_separate_passes():
+    from deepgen.bijections.spline import rational_quadratic_spline
+
+    torch.manual_seed(1)
+    x = torch.randn(50, dtype=torch.double) * 2
+    w, h, d = (torch.randn(50, 6, dtype=torch.double), torch.randn(50, 6, dtype=torch.double),
+               torch.randn(50, 5, dtype=torch.double))
+    y1, ld1 = rational_quadratic_spline(x, w, h, d, min_bin_width=1e-3, min_bin_height=1e-3)
+    y2, ld2 = rational_quadratic_spline(x, w, h, d, min_bin_width=1e-3, min_bin_height=1e-3 + 1e-15)
+    assert torch.allclose(y1, y2, atol=1e-12) and torch.allclose(ld1, ld2, atol=1e-12)

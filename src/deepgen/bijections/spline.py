@@ -85,8 +85,12 @@ def rational_quadratic_spline(x: torch.Tensor, widths: torch.Tensor, heights: to
     if min_bin_width * bins > 1 or min_bin_height * bins > 1:
         raise ValueError(f"minimum bin width/height too large for {bins} bins")
     bound = float(tail_bound)
-    cum_w, w = _knots(widths, bound, min_bin_width)
-    cum_h, h = _knots(heights, bound, min_bin_height)
+    if min_bin_width == min_bin_height:  # both sets of knots in one pass (half the ops)
+        cum, sizes = _knots(torch.stack([widths, heights]), bound, min_bin_width)
+        (cum_w, cum_h), (w, h) = cum.unbind(0), sizes.unbind(0)
+    else:
+        cum_w, w = _knots(widths, bound, min_bin_width)
+        cum_h, h = _knots(heights, bound, min_bin_height)
     shift = math.log(math.expm1(1 - min_derivative))
     inner = min_derivative + F.softplus(derivatives + shift)
     one = inner.new_ones((*inner.shape[:-1], 1))
