@@ -1,4 +1,4 @@
-"""Runs of fused layers in a Compose become one autograd node (FusedStack) that computes what the layers
+"""Runs of fused layers (couplings, MAF layers, NSF's autoregressive splines) in a Compose become one autograd node (FusedStack) that computes what the layers
 compute one by one: outputs, log-determinants, and the gradients of the input, the context and every
 parameter; also when the input needs no gradient (the flow's data), and around a layer that cannot fuse."""
 
@@ -8,6 +8,7 @@ import torch
 from deepgen.bijections import AffineCoupling, Compose, DiagonalScaling, KeptToFree, alternating_mask
 from deepgen.data import load_data
 from deepgen.models.flows.maf import autoregressive_layers
+from deepgen.models.flows.nsf import autoregressive_layers as spline_layers
 from deepgen.models.registry import build_model
 from deepgen.nets import MLP
 
@@ -46,7 +47,7 @@ def run(flow, x, context, fused, x_grad=True):
     return y, ld, grads, y.grad_fn.name()
 
 
-@pytest.mark.parametrize("kind", ["coupling", "made", "mixed"])
+@pytest.mark.parametrize("kind", ["coupling", "made", "spline", "mixed"])
 @pytest.mark.parametrize("ctx", [0, 3])
 @pytest.mark.parametrize("x_grad", [True, False])
 def test_a_fused_run_equals_its_layers_one_by_one(kind, ctx, x_grad):
@@ -55,13 +56,15 @@ def test_a_fused_run_equals_its_layers_one_by_one(kind, ctx, x_grad):
         layers = couplings(d, 4, ctx)
     elif kind == "made":
         layers = made_layers(d, 3, ctx)
+    elif kind == "spline":  # NSF's autoregressive RQ splines, some points in the linear tails (|x| > 2)
+        layers = spline_layers(d, 3, 16, 2, 6, 2.0, ctx)
     else:  # two runs around a layer that does not fuse
         layers = couplings(d, 2, ctx) + [DiagonalScaling(d)] + made_layers(d, 2, ctx) + couplings(d, 2, ctx, seed=1)
     flow = Compose(layers).double()
     for p in flow.parameters():  # away from the zero init, so every path carries a gradient
         p.data.normal_(0, 0.3)
     torch.manual_seed(5)
-    x = torch.randn(9, d, dtype=torch.double)
+    x = torch.randn(9, d, dtype=torch.double) * (1.5 if kind == "spline" else 1.0)
     context = torch.randn(9, ctx, dtype=torch.double) if ctx else None
     y0, ld0, g0, node0 = run(flow, x, context, fused=False, x_grad=x_grad)
     y1, ld1, g1, node1 = run(flow, x, context, fused=True, x_grad=x_grad)
@@ -72,7 +75,7 @@ def test_a_fused_run_equals_its_layers_one_by_one(kind, ctx, x_grad):
         assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10), (a - b).abs().max()
 
 
-@pytest.mark.parametrize("model", ["realnvp", "maf"])
+@pytest.mark.parametrize("model", ["realnvp", "maf", "nsf"])
 def test_default_vector_flows_train_through_one_node(model):
     flow = build_model(model, load_data("moons").spec, {})
     x = load_data("moons").train[:32]
@@ -85,4 +88,4 @@ def test_default_vector_flows_train_through_one_node(model):
             names.add(fn.name())
             stack += [f for f, _ in fn.next_functions]
     assert "FusedStackBackward" in names
-    assert not {"FusedCouplingMLPBackward", "FusedMADEAffineBackward"} & names
+    assert not {"FusedCouplingMLPBackward", "FusedMADEAffineBackward", "SplineForwardBackward"} & names

@@ -294,3 +294,41 @@ def test_knots_in_one_pass_equal_separate_passes():
     y1, ld1 = rational_quadratic_spline(x, w, h, d, min_bin_width=1e-3, min_bin_height=1e-3)
     y2, ld2 = rational_quadratic_spline(x, w, h, d, min_bin_width=1e-3, min_bin_height=1e-3 + 1e-15)
     assert torch.allclose(y1, y2, atol=1e-12) and torch.allclose(ld1, ld2, atol=1e-12)
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_fused_spline_equals_autograd(outside):
+    """SplineInBin (one node, written-out gradient) gives the plain autograd spline's values and the gradients
+    of x and of every raw parameter, also for points in the linear tails."""
+    from deepgen.bijections.spline import rational_quadratic_spline
+
+    torch.manual_seed(2)
+    n, k = 64, 5
+    x = torch.randn(n, dtype=torch.double) * (4.0 if outside else 1.0)
+    raw = [torch.randn(n, k, dtype=torch.double), torch.randn(n, k, dtype=torch.double),
+           torch.randn(n, k - 1, dtype=torch.double)]
+    gy, gl = torch.randn(n, dtype=torch.double), torch.randn(n, dtype=torch.double)
+    results = []
+    for fused in (False, True):
+        inputs = [x.clone().requires_grad_()] + [r.clone().requires_grad_() for r in raw]
+        y, ld = rational_quadratic_spline(*inputs, tail_bound=2.5, fused=fused)
+        grads = torch.autograd.grad((y * gy).sum() + (ld * gl).sum(), inputs)
+        results.append((y, ld, grads))
+    (y0, l0, g0), (y1, l1, g1) = results
+    assert torch.allclose(y0, y1, atol=1e-13) and torch.allclose(l0, l1, atol=1e-13)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-11), (a - b).abs().max()
+
+
+def test_fused_spline_gradient_of_the_log_derivative_alone():
+    from deepgen.bijections.spline import rational_quadratic_spline
+
+    torch.manual_seed(3)
+    x = torch.randn(30, dtype=torch.double)
+    w = torch.randn(30, 4, dtype=torch.double, requires_grad=True)
+    for fused in (False, True):
+        _, ld = rational_quadratic_spline(x, w, w * 0.5, w[:, :3], fused=fused)
+        g = torch.autograd.grad(ld.sum(), w)[0]
+        if fused:
+            assert torch.allclose(g, g_plain, atol=1e-12)
+        g_plain = g

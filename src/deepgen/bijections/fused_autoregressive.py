@@ -23,9 +23,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 
-def made_forward(x, context, bound: float, n_hidden: int, has_direct: bool, tensors):
-    """(z, log|det|, saved tensors, meta) of the layer above; ``tensors`` = (W_1, M_1, b_1, ..., W_o, M_o, b_o[,
-    W_d, M_d])."""
+def made_mlp_forward(x, context, n_hidden: int, has_direct: bool, tensors):
+    """The MADE's outputs ``out`` (B, D * K) and (hidden, effective weights, masks) for its backward:
+    h_0 = [x, c], h_i = relu(h_{i-1} (W_i M_i)^T + b_i), out = h_L (W_o M_o)^T + b_o [+ h_0 (W_d M_d)^T]."""
     h0 = x if context is None else torch.cat([x, context.to(x.dtype)], 1)
     hidden, effective, masks = [h0], [], []
     h = h0
@@ -45,6 +45,33 @@ def made_forward(x, context, bound: float, n_hidden: int, has_direct: bool, tens
         effective.append(wde)
         masks.append(md)
         out = out.addmm_(h0, wde.t())
+    return out, (hidden, effective, masks)
+
+
+def made_mlp_backward(gout, parts, n_hidden: int, has_direct: bool, need_h0: bool):
+    """(g_h0 = the gradient of [x, c], or None without ``need_h0``; [g_W_1, None, g_b_1, ..., g_W_o, None, g_b_o[,
+    g_W_d, None]]) from the gradient of the MADE's outputs."""
+    hidden, effective, masks = parts
+    grads = []  # per layer: (g_W, None for the mask, g_b)
+    gh = gout
+    for i in reversed(range(n_hidden + 1)):
+        if i < n_hidden:
+            gh = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)
+        gw = gh.t().mm(hidden[i])
+        grads = [gw if masks[i] is None else gw * masks[i], None, gh.sum(0)] + grads
+        gh = gh.mm(effective[i]) if i > 0 or need_h0 else None
+    if has_direct:
+        gw = gout.t().mm(hidden[0])
+        grads += [gw if masks[-1] is None else gw * masks[-1], None]
+        if need_h0:
+            gh = gh + gout.mm(effective[-1])
+    return gh, grads
+
+
+def made_forward(x, context, bound: float, n_hidden: int, has_direct: bool, tensors):
+    """(z, log|det|, saved tensors, meta) of the layer above; ``tensors`` = (W_1, M_1, b_1, ..., W_o, M_o, b_o[,
+    W_d, M_d])."""
+    out, (hidden, effective, masks) = made_mlp_forward(x, context, n_hidden, has_direct, tensors)
     mu, a = out[:, 0::2], out[:, 1::2]
     th = torch.tanh(a / bound)
     e = torch.exp(th * -bound)
@@ -68,19 +95,7 @@ def made_backward(saved, meta, gz, glogdet, need_context: bool, need_input: bool
     ga = torch.addcmul(nga, nga * th, th, value=-1.0).neg_()
     gout = torch.stack([gxd.neg(), ga], 2).reshape(len(gz), -1)
     need_h0 = need_input or (has_context and need_context)  # the gradient of [x, c] at all?
-    grads = []  # per layer: (g_W, None for the mask, g_b)
-    gh = gout
-    for i in reversed(range(n_hidden + 1)):
-        if i < n_hidden:
-            gh = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)
-        gw = gh.t().mm(hidden[i])
-        grads = [gw if masks[i] is None else gw * masks[i], None, gh.sum(0)] + grads
-        gh = gh.mm(effective[i]) if i > 0 or need_h0 else None
-    if has_direct:
-        gw = gout.t().mm(hidden[0])
-        grads += [gw if masks[-1] is None else gw * masks[-1], None]
-        if need_h0:
-            gh = gh + gout.mm(effective[-1])
+    gh, grads = made_mlp_backward(gout, (hidden, effective, masks), n_hidden, has_direct, need_h0)
     gx = gxd + (gh[:, :d] if has_context else gh) if need_input else None  # (a whole-range slice is an alias:
     gcontext = gh[:, d:] if has_context and need_context else None           # vmap cannot take it)
     return gx, gcontext, grads

@@ -1,4 +1,5 @@
-"""A run of consecutive fused layers (affine couplings, MAF layers) as ONE autograd node.
+"""A run of consecutive fused layers (affine couplings, MAF layers, NSF's autoregressive spline layers) as ONE
+autograd node.
 
 :mod:`~deepgen.bijections.fused_coupling` and :mod:`~deepgen.bijections.fused_autoregressive` make each
 layer one node with a written-out backward.  A flow of L such layers still pays, per layer, a module call,
@@ -21,8 +22,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from deepgen.bijections.fused_autoregressive import made_backward, made_forward
+from deepgen.bijections.fused_autoregressive import made_backward, made_forward, made_mlp_backward, made_mlp_forward
 from deepgen.bijections.fused_coupling import coupling_backward, coupling_forward
+from deepgen.bijections.fused_spline import spline_backward, spline_forward
 
 
 def _coupling(x, context, static, tensors):
@@ -35,7 +37,38 @@ def _made(x, context, static, tensors):
     return made_forward(x, context, bound, n_hidden, has_direct, tensors)
 
 
-KINDS = {"coupling": (_coupling, coupling_backward), "made": (_made, made_backward)}
+def _made_spline(x, context, static, tensors):
+    """An autoregressive RQ-spline layer (NSF): z = g(x; MADE(x, c)), log|det| = sum_d log g'_d."""
+    bins, bound, min_size, min_derivative, n_hidden, has_direct = static
+    out, parts = made_mlp_forward(x, context, n_hidden, has_direct, tensors)
+    raw = out.view(len(x), x.shape[1], -1)  # (B, D, 3K - 1): widths, heights, inner derivatives
+    z, logderiv, spline_saved, spline_meta = spline_forward(
+        x, torch.stack([raw[..., :bins], raw[..., bins:2 * bins]]), raw[..., 2 * bins:], bound, min_size,
+        min_derivative)
+    hidden, effective, masks = parts
+    saved = (*spline_saved, *hidden, *effective, *masks)
+    meta = (static, spline_meta, len(spline_saved), len(hidden), len(effective), context is not None)
+    return z, logderiv.sum(1), saved, meta
+
+
+def _made_spline_backward(saved, meta, gz, glogdet, need_context: bool, need_input: bool = True):
+    static, spline_meta, n_spline, n_hidden_saved, n_eff, has_context = meta
+    _, _, _, _, n_hidden, has_direct = static
+    b, d = gz.shape
+    gl = glogdet.unsqueeze(1).expand(b, d) if glogdet is not None else None
+    g_x, g_wh, g_d = spline_backward(saved[:n_spline], spline_meta, gz, gl)
+    rest = saved[n_spline:]
+    parts = (rest[:n_hidden_saved], rest[n_hidden_saved:n_hidden_saved + n_eff], rest[n_hidden_saved + n_eff:])
+    gout = torch.cat([g_wh[0], g_wh[1], g_d], -1).reshape(b, -1)
+    need_h0 = need_input or (has_context and need_context)
+    gh, grads = made_mlp_backward(gout, parts, n_hidden, has_direct, need_h0)
+    gx = g_x + (gh[:, :d] if has_context else gh) if need_input else None
+    gcontext = gh[:, d:] if has_context and need_context else None
+    return gx, gcontext, grads
+
+
+KINDS = {"coupling": (_coupling, coupling_backward), "made": (_made, made_backward),
+         "made-spline": (_made_spline, _made_spline_backward)}
 
 
 class FusedStack(torch.autograd.Function):

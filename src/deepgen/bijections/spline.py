@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepgen.bijections.base import Bijection
+from deepgen.bijections.fused_spline import SplineForward, _knots_from, softmax_last
 from deepgen.ops import sum_except_batch
 
 MIN_BIN_WIDTH = 1e-3
@@ -49,22 +50,9 @@ def spline_param_count(bins: int) -> int:
     return 3 * bins - 1
 
 
-def softmax_last(raw: torch.Tensor) -> torch.Tensor:
-    """softmax over the last dimension, exp(r_i - max r) / sum_j exp(r_j - max r) (the max held constant for
-    autograd: the gradient is the softmax's own).  torch's CPU softmax kernel takes 4-5x as long on rows this
-    short (8 bins: 85 us against 19 us for 512 rows on one core), and it runs twice per layer and step."""
-    e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())
-    return e / e.sum(-1, keepdim=True)
-
-
 def _knots(raw: torch.Tensor, bound: float, min_size: float):
     """Knot positions (..., K + 1) from -B to B and bin sizes (..., K) from raw sizes (..., K)."""
-    k = raw.shape[-1]
-    frac = min_size + (1 - min_size * k) * softmax_last(raw)
-    cum = 2 * bound * torch.cumsum(frac, dim=-1) - bound
-    ends = cum.new_full((*cum.shape[:-1], 1), bound)
-    cum = torch.cat([-ends, cum[..., :-1], ends], dim=-1)  # exact ends: no rounding drift at +-B
-    return cum, cum[..., 1:] - cum[..., :-1]
+    return _knots_from(softmax_last(raw), bound, min_size)
 
 
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -74,8 +62,12 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def rational_quadratic_spline(x: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor,
                               derivatives: torch.Tensor, inverse: bool = False, tail_bound: float = 3.0,
                               min_bin_width: float = MIN_BIN_WIDTH, min_bin_height: float = MIN_BIN_HEIGHT,
-                              min_derivative: float = MIN_DERIVATIVE):
+                              min_derivative: float = MIN_DERIVATIVE, fused: bool = True):
     """Elementwise monotone RQ spline on [-B, B], identity outside (see the module docstring).
+
+    ``fused`` (the forward direction, equal minimum bin width and height, K >= 2): the whole spline as one
+    autograd node with its gradient written out (:class:`SplineForward`); False: plain autograd, e.g. for
+    gradients of gradients.
 
     ``x`` has any shape S; ``widths`` and ``heights`` are unconstrained (*S, K), ``derivatives``
     unconstrained (*S, K - 1) (the inner knots).  Returns (y, log|dy/dx|) elementwise, both of
@@ -85,6 +77,9 @@ def rational_quadratic_spline(x: torch.Tensor, widths: torch.Tensor, heights: to
     if min_bin_width * bins > 1 or min_bin_height * bins > 1:
         raise ValueError(f"minimum bin width/height too large for {bins} bins")
     bound = float(tail_bound)
+    if fused and not inverse and min_bin_width == min_bin_height and bins >= 2:  # one autograd node
+        return SplineForward.apply(x, torch.stack([widths, heights]), derivatives, bound, min_bin_width,
+                                   float(min_derivative))
     if min_bin_width == min_bin_height:  # both sets of knots in one pass (half the ops)
         cum, sizes = _knots(torch.stack([widths, heights]), bound, min_bin_width)
         (cum_w, cum_h), (w, h) = cum.unbind(0), sizes.unbind(0)
@@ -139,12 +134,13 @@ class _SplineBijection(Bijection):
         self.bins, self.tail_bound = int(bins), float(tail_bound)
         self.min_bin_width, self.min_bin_height = float(min_bin_width), float(min_bin_height)
         self.min_derivative = float(min_derivative)
+        self.fused = True  # False: the spline through plain autograd (e.g. to take gradients of gradients)
 
     def spline(self, x: torch.Tensor, raw: torch.Tensor, inverse: bool):
         k = self.bins
         return rational_quadratic_spline(x, raw[..., :k], raw[..., k: 2 * k], raw[..., 2 * k:], inverse,
                                          self.tail_bound, self.min_bin_width, self.min_bin_height,
-                                         self.min_derivative)
+                                         self.min_derivative, fused=self.fused)
 
     def extra_repr(self) -> str:
         return f"bins={self.bins}, tail_bound={self.tail_bound}"
@@ -197,6 +193,22 @@ class SplineAutoregressive(_SplineBijection):
                  min_derivative: float = MIN_DERIVATIVE):
         super().__init__(bins, tail_bound, min_bin_width, min_bin_height, min_derivative)
         self.conditioner = conditioner
+
+    def fused_spec(self):
+        """("made-spline", static arguments, tensors) for :mod:`~deepgen.bijections.fused_stack` when the conditioner
+        is a single-mask MADE (``layers`` of masked linear layers, ``direct``) and the spline can run fused; else
+        None."""
+        net = self.conditioner
+        layers = getattr(net, "layers", None)
+        if (not self.fused or layers is None or getattr(net, "num_masks", 0) != 1 or self.bins < 2
+                or getattr(net, "k", None) != spline_param_count(self.bins) or self.min_bin_width != self.min_bin_height
+                or not all(hasattr(layer, "fused_mask") for layer in layers)):
+            return None
+        tensors = [t for layer in layers for t in (layer.weight, layer.fused_mask(0), layer.bias)]
+        if net.direct is not None:
+            tensors += [net.direct.weight, net.direct.fused_mask(0)]
+        return ("made-spline", (self.bins, self.tail_bound, self.min_bin_width, self.min_derivative, len(layers) - 1,
+                                net.direct is not None), tensors)
 
     def forward(self, x, context=None):
         z, ld = self.spline(x, self.conditioner(x, context=context), inverse=False)
