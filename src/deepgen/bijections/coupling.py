@@ -52,9 +52,10 @@ class AffineCoupling(Bijection):
         layers = self.conditioner.fused_layers()
         if layers is None:
             return None
-        c = self.conditioner
-        return ("coupling", (c.kept, c.free, self.scale_bound, self.affine),
-                [p for layer in layers for p in (layer.weight, layer.bias)])
+        c, params = self.conditioner, []
+        for layer in layers:  # (the parameter dicts directly: this runs for every coupling at every step)
+            params += (layer._parameters["weight"], layer._parameters["bias"])
+        return ("coupling", (c._buffers["kept"], c._buffers["free"], self.scale_bound, self.affine), params)
 
     def forward(self, x, context=None):
         if isinstance(self.conditioner, KeptToFree):  # the same map, computed on the free coordinates only

@@ -202,11 +202,11 @@ class SplineAutoregressive(_SplineBijection):
         layers = getattr(net, "layers", None)
         if (not self.fused or layers is None or getattr(net, "num_masks", 0) != 1 or self.bins < 2
                 or getattr(net, "k", None) != spline_param_count(self.bins) or self.min_bin_width != self.min_bin_height
-                or not all(hasattr(layer, "fused_mask") for layer in layers)):
+                or not all(hasattr(layer, "fused_triple") for layer in layers)):
             return None
-        tensors = [t for layer in layers for t in (layer.weight, layer.fused_mask(0), layer.bias)]
+        tensors = [t for layer in layers for t in layer.fused_triple(0)]
         if net.direct is not None:
-            tensors += [net.direct.weight, net.direct.fused_mask(0)]
+            tensors += net.direct.fused_triple(0)[:2]
         return ("made-spline", (self.bins, self.tail_bound, self.min_bin_width, self.min_derivative, len(layers) - 1,
                                 net.direct is not None), tensors)
 

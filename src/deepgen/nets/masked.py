@@ -33,7 +33,7 @@ class MaskedLinear(nn.Linear):
         # bool keeps the stack 4x smaller than float; ``weight * mask`` promotes to the weight's dtype.
         self.register_buffer("mask", self._checked(masks), persistent=persistent)
         self._float_masks: torch.Tensor | None = None  # the masks in the weight's dtype (built on first use)
-        self._full_masks: tuple | None = None  # (those masks, whether each is all ones)
+        self._full_masks: tuple | None = None  # (mask buffer, dtype, device, each mask or None where all ones)
 
     def _checked(self, masks: torch.Tensor) -> torch.Tensor:
         masks = torch.as_tensor(masks).to(dtype=torch.bool)
@@ -64,12 +64,20 @@ class MaskedLinear(nn.Linear):
 
     def fused_mask(self, index: int = 0) -> torch.Tensor | None:
         """:meth:`float_mask`, or None when every connection of mask ``index`` is on (e.g. between the hidden
-        layers of a MADE on 2-D data): a fused layer then skips ``W * M`` and ``g_W * M``."""
-        m = self.float_mask(index)
-        full = self._full_masks
-        if full is None or full[0] is not self._float_masks:
-            full = self._full_masks = (self._float_masks, [bool(k.all()) for k in self._float_masks])
-        return None if full[1][index] else m
+        layers of a MADE on 2-D data): a fused layer then skips ``W * M`` and ``g_W * M``.  Kept until the mask
+        buffer is replaced (``set_masks``, ``.to()``) or the weight changes dtype or device: a fused flow asks
+        for every layer's mask at every step."""
+        w = self._parameters["weight"]
+        kept = self._full_masks
+        if kept is None or kept[0] is not self._buffers["mask"] or kept[1] != w.dtype or kept[2] != w.device:
+            self.float_mask(0)
+            kept = self._full_masks = (self._buffers["mask"], w.dtype, w.device,
+                                       [None if bool(m.all()) else m for m in self._float_masks])
+        return kept[3][index]
+
+    def fused_triple(self, index: int = 0) -> tuple:
+        """(weight, :meth:`fused_mask`, bias)."""
+        return self._parameters["weight"], self.fused_mask(index), self._parameters["bias"]
 
     def forward(self, x: torch.Tensor, index: int = 0) -> torch.Tensor:
         return F.linear(x, self.weight * self.float_mask(index), self.bias)

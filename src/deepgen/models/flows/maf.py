@@ -57,8 +57,8 @@ class MADEConditioner(nn.Module):
         net = self.net
         if net.k != 2 or net.num_masks != 1:
             return None
-        layers = [(layer.weight, layer.fused_mask(0), layer.bias) for layer in net.layers]
-        direct = None if net.direct is None else (net.direct.weight, net.direct.fused_mask(0))
+        layers = [layer.fused_triple(0) for layer in net.layers]
+        direct = None if net.direct is None else net.direct.fused_triple(0)[:2]
         return layers, direct
 
     def forward(self, x, context=None):
