@@ -17,6 +17,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from deepgen.bijections.fused_stack import fused_specs, run_fused
+
 
 class Bijection(nn.Module):
     """Base class: subclasses implement ``forward`` and ``inverse``, each returning (output, logabsdet)."""
@@ -38,8 +40,6 @@ class Compose(Bijection):
     def forward(self, x, context=None):
         """Runs of two or more consecutive fusable layers go through one autograd node
         (:mod:`deepgen.bijections.fused_stack`); the others are called one by one."""
-        from deepgen.bijections.fused_stack import fused_specs, run_fused
-
         total = x.new_zeros(x.shape[0])
         specs = fused_specs(self.bijections)
         i, n = 0, len(specs)
