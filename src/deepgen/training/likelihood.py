@@ -79,12 +79,13 @@ class LikelihoodModule(pl.LightningModule):
         k = self.steps_per_call
         steps = k if self.trainer.max_steps < 0 else min(k, self.trainer.max_steps - self.global_step)
         size = len(batch[0]) // k
+        direct = self._direct(opt)
         for i in range(steps):
             b = batch if k == 1 else tuple(t[i * size:(i + 1) * size] for t in batch)
             out = self.step_loss(b)
             self._terms = {key: v.detach() for key, v in out.items() if torch.is_tensor(v)}
             opt.zero_grad(set_to_none=True)
-            if self._direct(opt):
+            if direct:
                 out["loss"].backward()
                 self.on_before_optimizer_step(opt.optimizer)
                 opt._on_before_step()
