@@ -298,8 +298,8 @@ def test_knots_in_one_pass_equal_separate_passes():
 
 @pytest.mark.parametrize("outside", [False, True])
 def test_fused_spline_equals_autograd(outside):
-    """SplineInBin (one node, written-out gradient) gives the plain autograd spline's values and the gradients
-    of x and of every raw parameter, also for points in the linear tails."""
+    """SplineForward (the whole forward spline as one node, written-out gradient) gives the plain autograd
+    spline's values and the gradients of x and of every raw parameter, also for points in the linear tails."""
     from deepgen.bijections.spline import rational_quadratic_spline
 
     torch.manual_seed(2)
