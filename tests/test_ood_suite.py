@@ -11,6 +11,7 @@ import yaml
 
 from deepgen.data import load_data
 from deepgen.errors import ConfigError, DataError
+from deepgen.evaluation.ood_metrics import auroc
 from deepgen.ood.sets import IMAGE_SETS, default_sets, make_set
 from deepgen.ood.suite import KEYS, ood_command
 from deepgen.training.config import TrainConfig
@@ -122,8 +123,8 @@ def test_suite_lines_files_and_defaults(run, capsys):
     lines = ood_command(run, ["noise", "hflip", "constant"])
     printed = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
     assert printed == lines
-    assert [(d["score"], d["ood"]) for d in lines] == [(s, o) for s in ("nll", "typicality", "input-complexity")
-                                                       for o in ("noise", "hflip", "constant")]
+    defaults = ("nll", "typicality", "input-complexity", "transform-ratio")
+    assert [(d["score"], d["ood"]) for d in lines] == [(s, o) for s in defaults for o in ("noise", "hflip", "constant")]
     for d in lines:
         assert tuple(d) == KEYS and d["n_in"] == 270 and d["n_out"] == 270
         assert 0 <= d["auroc"] <= 1 and 0 <= d["aupr"] <= 1 and 0 <= d["fpr_at_95_tpr"] <= 1
@@ -131,7 +132,7 @@ def test_suite_lines_files_and_defaults(run, capsys):
     assert by[("nll", "noise")] > 0.99  # even a 50-step flow gives uniform noise a low likelihood
     table = (run / "ood" / "table.csv").read_text().splitlines()
     assert table[0].split(",")[:7] == list(KEYS) and len(table) == 1 + len(lines)
-    for s in ("nll", "typicality", "input-complexity"):
+    for s in defaults:
         assert (run / "ood" / f"hist_{s}.png").stat().st_size > 1000
     assert not list((run / "ood").glob("*.tmp"))
 
@@ -149,11 +150,26 @@ def test_suite_refusals_are_one_line(run, tmp_path):
              (dict(ood=["noise"], scores=["likelihood-ratio"]), ConfigError, "train_background"),
              (dict(ood=["noise"], scores=["discriminator"]), ConfigError, "does not apply"),
              (dict(ood=["noise"], scores=["ensemble"]), ConfigError, "at least 2"),
-             (dict(ood=["noise", "noise"]), ConfigError, "named twice")]
+             (dict(ood=["noise", "noise"]), ConfigError, "named twice"),
+             (dict(ood=["noise"], scores=["nll"], transforms="hflip"), ConfigError, "--transforms is for the scores"),
+             (dict(ood=["noise"], scores=["transform-ratio"], transforms="rot45"), ConfigError, "transform 'rot45'"),
+             (dict(ood=["noise"], scores=["composite-ratio"]), ConfigError, "composite-ratio' needs a background")]
     for kwargs, cls, match in cases:
         with pytest.raises(cls, match=match) as e:
             ood_command(run, out=tmp_path / "o", verbose=False, **kwargs)
         assert "\n" not in str(e.value)
+
+
+def test_the_mirror_score_takes_the_transforms_given(run, tmp_path):
+    from deepgen.ood.detector import Detector
+
+    lines = ood_command(run, ["hflip", "vflip"], ["transform-ratio"], transforms="hflip", out=tmp_path / "o",
+                        verbose=False)
+    det = Detector(run, score="transform-ratio", transforms=("hflip",))
+    x = load_data("digits").test
+    by = {d["ood"]: d["auroc"] for d in lines}
+    assert by["hflip"] == auroc(det.decision_function(x), det.decision_function(x.flip(-1)))
+    assert by["vflip"] == auroc(det.decision_function(x), det.decision_function(x.flip(-2)))
 
 
 def test_heldout_classes_uses_the_trained_classes_as_in_distribution(run, tmp_path, digits):
@@ -183,7 +199,7 @@ def test_likelihood_ratio_with_a_trained_background(run):
     spec = load_data(str(bg / DATA_FILE), labels="none").spec
     assert tuple(spec.shape) == (1, 8, 8) and spec.levels == 17
     lines = ood_command(run, ["noise", "constant"], None, verbose=False)
-    assert "likelihood-ratio" in {d["score"] for d in lines}  # found at RUN/ood/background by default
+    assert {"likelihood-ratio", "composite-ratio"} <= {d["score"] for d in lines}  # found at RUN/ood/background
     assert bg == run / "ood" / "background" and json.loads((bg / "background.json").read_text())["mu"] == 0.2
 
 
@@ -218,3 +234,23 @@ def test_a_shared_log_p_is_reused_only_for_equal_data(run, monkeypatch):
     other = Detector(run, score="nll", seed=1).share_log_p(cache)  # another seed: another estimate
     other._log_p(other.runs[0], a)
     assert len(calls) == 3 and len(cache) == 3
+
+
+def test_the_command_line_prints_one_json_line_per_score_and_set(run, tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "deepgen", "ood", str(run), *args], capture_output=True,
+                              text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+    done = cli("--ood", "hflip", "--ood", "noise", "--score", "nll,transform-ratio", "--transforms", "vflip",
+               "--out", str(tmp_path / "o"))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(s) for s in done.stdout.splitlines() if s.startswith("{")]
+    assert [(d["score"], d["ood"]) for d in lines] == [("nll", "hflip"), ("nll", "noise"),
+                                                       ("transform-ratio", "hflip"), ("transform-ratio", "noise")]
+    assert lines == ood_command(run, ["hflip", "noise"], ["nll", "transform-ratio"], transforms="vflip",
+                                out=tmp_path / "p", verbose=False)
+    bad = cli("--ood", "noise", "--score", "transform-ratio", "--transforms", "rot45", "--out", str(tmp_path / "q"))
+    assert bad.returncode == 2 and "transform 'rot45'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -290,7 +290,7 @@ def cmd_ood(args) -> int:
 
         train_background(args.run, mu=args.mu if args.mu is not None else 0.2, steps=args.background_steps)
     ood_command(args.run, ood=args.ood or None, scores=scores, seed=args.seed, out=args.out,
-                background=args.background, ensemble=args.ensemble or None)
+                background=args.background, ensemble=args.ensemble or None, transforms=args.transforms)
     return 0
 
 
@@ -555,10 +555,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an OOD set, repeatable (default: every built-in set for the run's data): noise, constant, inverted, hflip, vflip, blur, shift, "
                     "heldout-classes (digits); toy:NAME, shifted (2-D toys); or a data file on the run's data scale")
     od.add_argument("--score", action="append", metavar="SCORE", help="nll, likelihood-ratio, typicality, "
-                    "input-complexity, ensemble, discriminator; repeatable or comma-separated (default: all that "
-                    "apply to the run's model)")
+                    "input-complexity, ensemble, transform-ratio, composite-ratio, discriminator, reconstruction; "
+                    "repeatable or comma-separated (default: all that apply to the run's model)")
+    od.add_argument("--transforms", metavar="T1,T2", help="the mirror images of transform-ratio and composite-ratio, "
+                    "comma-separated: hflip, vflip, rot180, rot90, rot270, transpose (default: hflip,vflip; leave out "
+                    "a symmetry your in-distribution data have)")
     od.add_argument("--out", help="folder for the table and histograms (default: RUN/ood)")
-    od.add_argument("--background", metavar="RUN", help="background run of the likelihood-ratio score (default: "
+    od.add_argument("--background", metavar="RUN", help="background run of the likelihood-ratio and composite-ratio "
+                    "scores (default: "
                     "RUN/ood/background, made by --train-background)")
     od.add_argument("--train-background", dest="train_background", action="store_true",
                     help="first train the likelihood-ratio background: the run's model on its training split with "

@@ -36,11 +36,18 @@ SCORES = {
     "typicality": "|NLL - mean training NLL|, bits/dim (Nalisnick et al. 2019)",
     "input-complexity": "NLL minus PNG/zlib code length, bits/dim (Serra et al. 2020; discrete data)",
     "ensemble": "-(mean - variance) of log-likelihoods over several runs (WAIC, Choi et al. 2018)",
+    "transform-ratio": "NLL minus the NLL the model gives x's mirror images (default hflip, vflip), bits/dim (images)",
+    "composite-ratio": "NLL minus the NLL of an even mixture of the likelihood-ratio background and the mirror "
+                       "images, bits/dim (images; background=RUN)",
     "discriminator": "minus the GAN discriminator's logit (no density: a heuristic)",
     "reconstruction": "mean squared reconstruction error on the data scale (models that encode)",
 }
-DENSITY_SCORES = ("nll", "likelihood-ratio", "typicality", "input-complexity", "ensemble")
-OPTIONS = {"likelihood-ratio": ("background",), "input-complexity": ("compressor",)}
+DENSITY_SCORES = ("nll", "likelihood-ratio", "typicality", "input-complexity", "ensemble", "transform-ratio",
+                  "composite-ratio")
+OPTIONS = {"likelihood-ratio": ("background",), "input-complexity": ("compressor",), "transform-ratio": ("transforms",),
+           "composite-ratio": ("background", "transforms")}
+NEEDS_BACKGROUND = ("likelihood-ratio", "composite-ratio")
+MIRROR_SCORES = ("transform-ratio", "composite-ratio")
 COMMON_OPTIONS = ("batch_size", "seed", "label_context")
 
 
@@ -85,13 +92,15 @@ def has_discriminator(model) -> bool:
 
 
 def applicable_scores(model, background: bool = False) -> list[str]:
-    """The single-model scores ``model`` supports (``likelihood-ratio`` only when a background model is
-    at hand), in the order of :data:`SCORES`."""
+    """The single-model scores ``model`` supports (``likelihood-ratio`` and ``composite-ratio`` only when a
+    background model is at hand; the mirror scores for images), in the order of :data:`SCORES`."""
     out = []
     if "log_prob" in model.capabilities and model.density != "none":
         out += ["nll"] + (["likelihood-ratio"] if background else []) + ["typicality"]
         if model.spec.levels is not None and model.spec.levels <= 256:
             out.append("input-complexity")
+        if model.spec.is_image and len(model.spec.shape) == 3:
+            out += ["transform-ratio"] + (["composite-ratio"] if background else [])
     if has_discriminator(model):
         out.append("discriminator")
     if "encode" in model.capabilities:
@@ -117,6 +126,9 @@ class Detector:
     ``background`` (likelihood-ratio: a run directory or model of the same data, trained on
     perturbed inputs, see ``deepgen.workflows.ood_background.train_background``),
     ``compressor`` (input-complexity: ``png`` for images with 1 or 3 channels, else ``zlib``),
+    ``transforms`` (transform-ratio, composite-ratio: the mirror images, names of
+    :data:`deepgen.ood.scores.TRANSFORMS`, default ``("hflip", "vflip")``; leave out a symmetry the
+    in-distribution data have, e.g. ``hflip`` for faces),
     ``batch_size``, ``seed`` (the log-likelihood noise), ``label_context`` (a conditional model given
     as an object).
     """
@@ -149,12 +161,15 @@ class Detector:
             _check_same_data(self.model, r.model)
         self._check_applies()
         self.background = None
-        if score == "likelihood-ratio":
+        if score in NEEDS_BACKGROUND:
             if score_options.get("background") is None:
-                raise ConfigError("score 'likelihood-ratio' needs background=RUN: the same model trained on "
+                raise ConfigError(f"score '{score}' needs background=RUN: the same model trained on "
                                   "perturbed inputs (deepgen.workflows.ood_background.train_background)")
             self.background = _as_run(score_options["background"], label_context)
             _check_same_data(self.model, self.background.model, "background")
+        given = score_options.get("transforms")
+        self.transforms = S.check_transforms(S.DEFAULT_TRANSFORMS if given is None else given,
+                                             self.spec.shape) if score in MIRROR_SCORES else ()
         self.compressor = score_options.get("compressor") or (
             "png" if self.spec.is_image and self.spec.shape[0] in (1, 3) else "zlib")
         if self.compressor not in S.COMPRESSORS:
@@ -287,6 +302,12 @@ class Detector:
             return S.input_complexity(self._nll(x), S.code_length_bits(x, self.spec.levels, self.compressor), d)
         if self.score == "ensemble":
             return S.ensemble(torch.stack([self._log_p(r, x) for r in self.runs]), d)
+        if self.score in MIRROR_SCORES:
+            run = self.runs[0]
+            mirrored = torch.stack([self._log_p(run, S.transform(x, t)) for t in self.transforms])
+            if self.score == "transform-ratio":
+                return S.transform_ratio(self._log_p(run, x), mirrored, d)
+            return S.composite_ratio(self._log_p(run, x), self._log_p(self.background, x), mirrored, d)
         if self.score == "discriminator":
             return S.discriminator(self.model, x, self.batch_size)
         return S.reconstruction(self.model, x, self.batch_size)

@@ -10,6 +10,12 @@
                       (PNG or zlib; Serra et al. 2020)                                bits/dim
     ensemble          -(mean_k log p_k(x) - var_k log p_k(x)) / (D ln 2) over K models: the negative
                       WAIC (Choi et al. 2018), log p in nats
+    transform-ratio   -(log p(x) - log p_T(x)) / (D ln 2), p_T(x) = (1/K) sum_k p(T_k x): the model's own
+                      density of x's mirror images T_1 x .. T_K x (default hflip, vflip) as the
+                      background; a generative analogue of transformation-based detectors (Golan &
+                      El-Yaniv 2018)                                                  bits/dim
+    composite-ratio   -(log p(x) - log[(p_bg(x) + p_T(x)) / 2]) / (D ln 2): the likelihood ratio
+                      against the mixture of both backgrounds                        bits/dim
     discriminator     -l(x), l the discriminator's logit ("real"), for GANs without a density
     reconstruction    mean over values of (reconstruct(x) - x)^2, for models that encode
 
@@ -56,6 +62,78 @@ def likelihood_ratio(log_p: torch.Tensor, log_p_background: torch.Tensor, dim: i
     """-(log p(x) - log p_bg(x)) / (D ln 2): low when the model explains x much better than a model of
     perturbed inputs does (the background statistics cancel)."""
     return -(log_p.double() - log_p_background.double()) / (dim * LN2)
+
+
+# --- mirror images ---------------------------------------------------------------------------------
+TRANSFORMS = {
+    "hflip": "mirrored left-right",
+    "vflip": "mirrored upside down",
+    "rot180": "turned by 180 degrees",
+    "rot90": "turned by 90 degrees counter-clockwise (square images)",
+    "rot270": "turned by 90 degrees clockwise (square images)",
+    "transpose": "mirrored about the main diagonal (square images)",
+}
+DEFAULT_TRANSFORMS = ("hflip", "vflip")
+SQUARE_ONLY = ("rot90", "rot270", "transpose")
+
+
+def check_transforms(transforms, shape) -> tuple[str, ...]:
+    """``transforms`` (names of :data:`TRANSFORMS`, a list or a comma-separated string) as a tuple, checked
+    against the images' shape (C, H, W); a one-line ConfigError otherwise."""
+    names = tuple(t.strip() for t in transforms.split(",") if t.strip()) if isinstance(transforms, str) \
+        else tuple(transforms)
+    if not names:
+        raise ConfigError(f"transforms: expected at least one of {', '.join(TRANSFORMS)}")
+    for t in names:
+        if t not in TRANSFORMS:
+            raise ConfigError(f"transform '{t}': expected one of {', '.join(TRANSFORMS)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"transforms: '{', '.join(names)}' names a transform twice")
+    if len(shape) != 3:
+        raise ConfigError(f"transforms mirror images (C, H, W); the data's examples have shape {tuple(shape)}")
+    square = [t for t in names if t in SQUARE_ONLY]
+    if square and shape[1] != shape[2]:
+        raise ConfigError(f"transform '{square[0]}' needs square images; these are {shape[1]}x{shape[2]}")
+    return names
+
+
+def transform(x: torch.Tensor, name: str) -> torch.Tensor:
+    """x (N, C, H, W) under the mirror or rotation ``name`` of :data:`TRANSFORMS` (a permutation of the
+    pixels, so densities need no Jacobian)."""
+    if name == "hflip":
+        return x.flip(-1)
+    if name == "vflip":
+        return x.flip(-2)
+    if name == "rot180":
+        return x.flip(-1, -2)
+    if name == "rot90":
+        return x.rot90(1, (-2, -1))
+    if name == "rot270":
+        return x.rot90(-1, (-2, -1))
+    return x.transpose(-1, -2)
+
+
+def mirror_log_likelihood(log_p_transformed: torch.Tensor) -> torch.Tensor:
+    """log p_T(x) = log (1/K) sum_k p(T_k x) from the (K, N) log-likelihoods of the K mirror images, nats."""
+    if log_p_transformed.ndim != 2 or len(log_p_transformed) < 1:
+        raise ConfigError("the mirror background needs the log-likelihoods of at least one transform, (K, N)")
+    return torch.logsumexp(log_p_transformed.double(), 0) - math.log(len(log_p_transformed))
+
+
+def transform_ratio(log_p: torch.Tensor, log_p_transformed: torch.Tensor, dim: int) -> torch.Tensor:
+    """-(log p(x) - log p_T(x)) / (D ln 2): high when the model likes x's mirror images better than x.
+    In-distribution images that are not mirror-symmetric score far below 0; a mirrored image scores
+    about minus its original's score, since p(T x') = p(x) for x' = T x (T an involution)."""
+    return -(log_p.double() - mirror_log_likelihood(log_p_transformed)) / (dim * LN2)
+
+
+def composite_ratio(log_p: torch.Tensor, log_p_background: torch.Tensor, log_p_transformed: torch.Tensor,
+                    dim: int) -> torch.Tensor:
+    """-(log p(x) - log[(p_bg(x) + p_T(x)) / 2]) / (D ln 2): the likelihood ratio against a background that is
+    the even mixture of the perturbed-input model and the mirror images, so x is abnormal when either
+    explains it better than the model does.  It lies between max(both ratios) - 1/D bits/dim and their max."""
+    both = torch.stack([log_p_background.double(), mirror_log_likelihood(log_p_transformed)])
+    return -(log_p.double() - (torch.logsumexp(both, 0) - math.log(2))) / (dim * LN2)
 
 
 # --- typicality -----------------------------------------------------------------------------------

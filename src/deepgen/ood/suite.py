@@ -29,14 +29,14 @@ from deepgen.evaluation.ood_metrics import ood_metrics
 from deepgen.evaluation.plots import save_figure, subplots
 from deepgen.io import atomic_group, strict_json, write_text
 from deepgen.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, model_config
-from deepgen.ood.detector import SCORES, Detector, applicable_scores, load_run
+from deepgen.ood.detector import MIRROR_SCORES, NEEDS_BACKGROUND, SCORES, Detector, applicable_scores, load_run
 from deepgen.ood.sets import default_sets, make_set
 
 KEYS = ("score", "ood", "auroc", "aupr", "fpr_at_95_tpr", "n_in", "n_out")
 BACKGROUND_DIR = Path("ood") / "background"  # where train_background puts a run's background model
 UNITS = {"nll": "bits/dim", "likelihood-ratio": "bits/dim", "typicality": "bits/dim",
          "input-complexity": "bits/dim", "ensemble": "-WAIC / (D ln 2)", "discriminator": "-logit",
-         "reconstruction": "squared error per value"}
+         "reconstruction": "squared error per value", "transform-ratio": "bits/dim", "composite-ratio": "bits/dim"}
 
 
 def run_data(info) -> tuple[str, str | None]:
@@ -67,7 +67,7 @@ def background_run(run) -> Path | None:
 
 
 def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = None, seed: int = 0, out=None,
-                background=None, ensemble: list | None = None, batch_size: int = 256,
+                background=None, ensemble: list | None = None, batch_size: int = 256, transforms=None,
                 verbose: bool = True) -> list[dict]:
     """Score run ``run`` against each OOD set of ``ood`` (built-in names or data files; default: every
     built-in set that applies) with each score of ``scores`` (default: every score that applies to
@@ -75,7 +75,8 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
     :data:`KEYS`; writes the table and histograms to ``out`` (default RUN/ood).
 
     ``background``: the background run of ``likelihood-ratio`` (default RUN/ood/background when
-    trained); ``ensemble``: further runs of the same data for the ``ensemble`` score (with ``run``).
+    trained); ``ensemble``: further runs of the same data for the ``ensemble`` score (with ``run``);
+    ``transforms``: the mirror images of ``transform-ratio`` and ``composite-ratio`` (default hflip, vflip).
     """
     info = load_run(run)
     model, where = info.model, info.path / CONFIG_FILE
@@ -87,6 +88,9 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
     for s in scores:
         if s not in SCORES:
             raise unknown_name("OOD score", s, SCORES)
+    if transforms and not set(scores) & set(MIRROR_SCORES):
+        raise ConfigError(f"--transforms is for the scores {' and '.join(MIRROR_SCORES)}, and none of them is run "
+                          f"(scores: {', '.join(scores)})")
     data_name, labels = run_data(info)
     splits = load_data(data_name, labels=labels)
     if tuple(splits.spec.shape) != tuple(model.spec.shape) or splits.spec.levels != model.spec.levels:
@@ -105,9 +109,11 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
     lines, tables = [], {}
     log_p_cache: list = []  # log p of each (model, set) once, whichever density scores need it
     for s in scores:
-        opts = {"background": background} if s == "likelihood-ratio" else {}
-        if s == "likelihood-ratio" and background is None:
-            raise ConfigError(f"score 'likelihood-ratio' needs a background model: train one with "
+        opts = {"background": background} if s in NEEDS_BACKGROUND else {}
+        if s in MIRROR_SCORES and transforms:
+            opts["transforms"] = transforms
+        if s in NEEDS_BACKGROUND and background is None:
+            raise ConfigError(f"score '{s}' needs a background model: train one with "
                               f"deepgen.workflows.ood_background.train_background('{info.path}') (it goes to "
                               f"{info.path / BACKGROUND_DIR}) or pass background=RUN")
         members = [info] + list(ensemble or []) if s == "ensemble" else info
