@@ -122,5 +122,10 @@ def test_clipping_reuses_the_guards_norm_and_leaves_gradients_within_the_bound_u
     after = [p.grad for p in m.model.parameters()]
     if clipped:
         assert float(torch.nn.utils.get_total_norm(after)) == pytest.approx(5.0, rel=1e-5)
+        twins = [torch.nn.Parameter(torch.zeros_like(b)) for b in before]  # bit for bit torch's own clip
+        for t, b in zip(twins, before):
+            t.grad = b.clone()
+        torch.nn.utils.clip_grads_with_norm_(twins, 5.0, norm)
+        assert all(torch.equal(a, t.grad) for a, t in zip(after, twins))
     else:
         assert all(torch.equal(a, b) for a, b in zip(after, before))

@@ -51,8 +51,10 @@ class MaskedAutoregressive(Bijection):
     def fused_spec(self):
         """("made", static arguments, tensors) for :mod:`~deepgen.bijections.fused_stack`, or None when this layer
         does not run fused (a conditioner without ``fused_parts``, or ``fused`` is False)."""
-        parts = getattr(self.conditioner, "fused_parts", None)
-        parts = parts() if parts is not None and self.fused else None
+        if not self.fused:
+            return None
+        parts = getattr(self._modules["conditioner"], "fused_parts", None)  # (no nn.Module attribute lookup)
+        parts = parts() if parts is not None else None
         if parts is None:
             return None
         layers, direct = parts

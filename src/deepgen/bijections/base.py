@@ -40,7 +40,7 @@ class Compose(Bijection):
     def forward(self, x, context=None):
         """Runs of two or more consecutive fusable layers go through one autograd node
         (:mod:`deepgen.bijections.fused_stack`); the others are called one by one."""
-        total = x.new_zeros(x.shape[0])
+        total = None  # a fused run's log|det| is a fresh (B,) tensor: the first one starts the sum as it is
         specs = fused_specs(self.bijections)
         i, n = 0, len(specs)
         while i < n:
@@ -49,13 +49,14 @@ class Compose(Bijection):
                 j += 1
             if j - i >= 2:
                 x, ld = run_fused(specs[i:j], x, context)
-                total = total + ld
                 i = j
-                continue
-            x, ld = self.bijections[i](x, context)
-            total = total + ld
-            i += 1
-        return x, total
+            else:
+                x, ld = self.bijections[i](x, context)
+                i += 1
+                if total is None:  # (any other layer's may be a scalar, or shared: add it to zeros)
+                    total = x.new_zeros(x.shape[0])
+            total = ld if total is None else total + ld
+        return x, x.new_zeros(x.shape[0]) if total is None else total
 
     def inverse(self, y, context=None):
         total = y.new_zeros(y.shape[0])

@@ -84,7 +84,12 @@ class LikelihoodModule(pl.LightningModule):
             b = batch if k == 1 else tuple(t[i * size:(i + 1) * size] for t in batch)
             out = self.step_loss(b)
             self._terms = {key: v.detach() for key, v in out.items() if torch.is_tensor(v)}
-            opt.zero_grad(set_to_none=True)
+            if direct:  # what zero_grad(set_to_none=True) does, without its profiler wrapper (~0.1 ms a step)
+                for group in opt.optimizer.param_groups:
+                    for p in group["params"]:
+                        p.grad = None
+            else:
+                opt.zero_grad(set_to_none=True)
             if direct:
                 out["loss"].backward()
                 self.on_before_optimizer_step(opt.optimizer)
@@ -141,7 +146,13 @@ class LikelihoodModule(pl.LightningModule):
         if self.guard.grad_norm_value is not None and self.guard.grad_norm_value + 1e-6 < bound * (1 - 1e-6):
             return
         params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        torch.nn.utils.clip_grads_with_norm_(params, bound, norm)
+        grads = [p.grad for p in params]
+        if grads and all(g.device == norm.device for g in grads):
+            # clip_grads_with_norm_'s own arithmetic (g <- g min(1, max_norm / (norm + 1e-6))) in one foreach
+            # multiply, without its grouping of the gradients by device and dtype
+            torch._foreach_mul_(grads, torch.clamp(float(bound) / (norm + 1e-6), max=1.0))
+        else:
+            torch.nn.utils.clip_grads_with_norm_(params, bound, norm)
 
     def on_validation_epoch_start(self):
         self._rng_states = get_rng_states()

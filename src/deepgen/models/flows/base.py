@@ -59,7 +59,8 @@ class Flow(GenerativeModel):
         else:
             x, correction = self.to_model_space(x), self.preprocess_log_det()
         z, logabsdet = self.transform(x, context)
-        return self.base.log_prob(z) + logabsdet + correction
+        log_p = self.base.log_prob(z) + logabsdet
+        return log_p if isinstance(correction, float) and correction == 0.0 else log_p + correction
 
     def dequantize(self, k):
         """(y, correction): y = (k + u) / L with u ~ U[0, 1) or u ~ q(u | k), and the per-example

@@ -54,12 +54,13 @@ class MADEConditioner(nn.Module):
         """(layers, direct) for :func:`~deepgen.bijections.fused_autoregressive.fused_made_affine`: each masked
         layer's (weight, mask in the weight's dtype or None where every connection is on, bias), and the direct
         connections' (weight, mask) or None."""
-        net = self.net
+        net = self._modules["net"]  # (the per-step path: no nn.Module attribute lookups)
         if net.k != 2 or net.num_masks != 1:
             return None
-        layers = [layer.fused_triple(0) for layer in net.layers]
-        direct = None if net.direct is None else net.direct.fused_triple(0)[:2]
-        return layers, direct
+        modules = net._modules
+        layers = [layer.fused_triple(0) for layer in modules["layers"]._modules.values()]
+        direct = modules.get("direct")
+        return layers, None if direct is None else direct.fused_triple(0)[:2]
 
     def forward(self, x, context=None):
         return self.net(x, 0, context)
