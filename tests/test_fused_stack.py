@@ -87,5 +87,47 @@ def test_default_vector_flows_train_through_one_node(model):
             seen.add(id(fn))
             names.add(fn.name())
             stack += [f for f, _ in fn.next_functions]
-    assert "FusedStackBackward" in names
-    assert not {"FusedCouplingMLPBackward", "FusedMADEAffineBackward", "SplineForwardBackward"} & names
+    assert "FusedNormalLogProbBackward" in names  # the layers and the N(0, I) base density: one node
+    assert not {"FusedCouplingMLPBackward", "FusedMADEAffineBackward", "SplineForwardBackward", "PowBackward0",
+                "FusedStackBackward"} & names
+
+
+@pytest.mark.parametrize("kind", ["coupling", "made", "spline"])
+@pytest.mark.parametrize("ctx", [0, 3])
+@pytest.mark.parametrize("x_grad", [True, False])
+def test_the_fused_normal_log_prob_equals_the_stack_plus_the_base_density(kind, ctx, x_grad):
+    """FusedNormalLogProb = log N(y; 0, I) + log|det| of the fused stack, its gradients those of the two-node
+    path (the stack, then StandardNormal.log_prob), for the input, the context and every parameter."""
+    from deepgen.distributions import StandardNormal
+
+    d = 5
+    layers = {"coupling": lambda: couplings(d, 4, ctx), "made": lambda: made_layers(d, 3, ctx),
+              "spline": lambda: spline_layers(d, 3, 16, 2, 6, 2.0, ctx)}[kind]()
+    flow = Compose(layers).double()
+    for p in flow.parameters():
+        p.data.normal_(0, 0.3)
+    torch.manual_seed(5)
+    x = (torch.randn(9, d, dtype=torch.double) * 1.5).requires_grad_(x_grad)
+    context = torch.randn(9, ctx, dtype=torch.double, requires_grad=True) if ctx else None
+    inputs = ([x] if x_grad else []) + ([context] if context is not None else []) + list(flow.parameters())
+    weights = torch.linspace(0.5, 1.5, 9, dtype=torch.double)
+    y, ld = flow(x, context)
+    two_nodes = StandardNormal((d,)).double().log_prob(y) + ld
+    one_node = flow.normal_log_prob(x, context)
+    assert one_node.grad_fn.name() == "FusedNormalLogProbBackward"
+    assert torch.allclose(one_node, two_nodes, atol=1e-12, rtol=0)
+    g0 = torch.autograd.grad((weights * two_nodes).sum(), inputs)
+    g1 = torch.autograd.grad((weights * one_node).sum(), inputs)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-10), (a - b).abs().max()
+
+
+def test_the_normal_log_prob_path_is_taken_only_when_the_whole_chain_fuses():
+    d = 5
+    mixed = Compose(couplings(d, 2, 0) + [DiagonalScaling(d)] + couplings(d, 2, 0, seed=1))
+    assert mixed.normal_log_prob(torch.randn(4, d)) is None
+    single = Compose(couplings(d, 1, 0))
+    assert single.normal_log_prob(torch.randn(4, d)) is None
+    fused = Compose(couplings(d, 2, 0))
+    set_fused(fused, False)
+    assert fused.normal_log_prob(torch.randn(4, d)) is None

@@ -17,7 +17,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from deepgen.bijections.fused_stack import fused_specs, run_fused
+from deepgen.bijections.fused_stack import fused_specs, run_fused, run_fused_normal_log_prob
 
 
 class Bijection(nn.Module):
@@ -57,6 +57,14 @@ class Compose(Bijection):
                     total = x.new_zeros(x.shape[0])
             total = ld if total is None else total + ld
         return x, x.new_zeros(x.shape[0]) if total is None else total
+
+    def normal_log_prob(self, x, context=None):
+        """log N(f(x); 0, I) + log|det df/dx| as one autograd node when the whole chain is one run of two or
+        more fusable layers (:class:`~deepgen.bijections.fused_stack.FusedNormalLogProb`); else None."""
+        specs = fused_specs(self.bijections)
+        if len(specs) < 2 or any(spec is None for spec in specs):
+            return None
+        return run_fused_normal_log_prob(specs, x, context)
 
     def inverse(self, y, context=None):
         total = y.new_zeros(y.shape[0])

@@ -25,6 +25,7 @@ from torch.autograd.function import once_differentiable
 from deepgen.bijections.fused_autoregressive import made_backward, made_forward, made_mlp_backward, made_mlp_forward
 from deepgen.bijections.fused_coupling import coupling_backward, coupling_forward
 from deepgen.bijections.fused_spline import spline_backward, spline_forward
+from deepgen.ops import LOG_2PI
 
 
 def _coupling(x, context, static, tensors):
@@ -71,41 +72,76 @@ KINDS = {"coupling": (_coupling, coupling_backward), "made": (_made, made_backwa
          "made-spline": (_made_spline, _made_spline_backward)}
 
 
+def stack_forward(x, context, plan, tensors):
+    """(y, log|det|, saved tensors, per-layer metas, per-layer saved counts) of the layers of ``plan``."""
+    saved, metas, counts, total, pos = [], [], [], None, 0
+    for kind, static, n in plan:
+        x, logdet, layer_saved, meta = KINDS[kind][0](x, context, static, tensors[pos:pos + n])
+        pos += n
+        total = logdet if total is None else total + logdet
+        saved += layer_saved
+        metas.append(meta)
+        counts.append(len(layer_saved))
+    return x, total, saved, metas, counts
+
+
+def stack_backward(saved, plan, metas, counts, gy, glogdet, need_context: bool, need_input: bool):
+    """(g_x, g_context, [each layer's parameter gradients in order]) from the gradients of y and log|det|."""
+    grads: list = []
+    gcontext = None
+    end = len(saved)
+    for (kind, _, _), meta, count in zip(reversed(plan), reversed(metas), reversed(counts)):
+        first = end == count  # the run's input: its gradient only if x needs one (not for data)
+        gy, gc, layer_grads = KINDS[kind][1](saved[end - count:end], meta, gy, glogdet, need_context,
+                                             need_input or not first)
+        end -= count
+        grads = list(layer_grads) + grads
+        if gc is not None:
+            gcontext = gc if gcontext is None else gcontext + gc
+    return gy, gcontext, grads
+
+
 class FusedStack(torch.autograd.Function):
     """``apply(x, context, plan, *tensors) -> (y, log|det|)``; ``plan`` = ((kind, static, n_tensors), ...) per
     layer, ``tensors`` the layers' tensors in order."""
 
     @staticmethod
     def forward(ctx, x, context, plan, *tensors):
-        saved, metas, counts, total, pos = [], [], [], None, 0
-        for kind, static, n in plan:
-            x, logdet, layer_saved, meta = KINDS[kind][0](x, context, static, tensors[pos:pos + n])
-            pos += n
-            total = logdet if total is None else total + logdet
-            saved += layer_saved
-            metas.append(meta)
-            counts.append(len(layer_saved))
+        y, total, saved, ctx.metas, ctx.counts = stack_forward(x, context, plan, tensors)
         ctx.save_for_backward(*saved)
-        ctx.plan, ctx.metas, ctx.counts = plan, metas, counts
-        return x, total
+        ctx.plan = plan
+        return y, total
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, glogdet):
-        saved = ctx.saved_tensors
-        need_context = ctx.needs_input_grad[1]
-        grads: list = []
-        gcontext = None
-        end = len(saved)
-        for (kind, _, _), meta, count in zip(reversed(ctx.plan), reversed(ctx.metas), reversed(ctx.counts)):
-            first = end == count  # the run's input: its gradient only if x needs one (not for data)
-            gy, gc, layer_grads = KINDS[kind][1](saved[end - count:end], meta, gy, glogdet, need_context,
-                                                 ctx.needs_input_grad[0] or not first)
-            end -= count
-            grads = list(layer_grads) + grads
-            if gc is not None:
-                gcontext = gc if gcontext is None else gcontext + gc
-        return (gy, gcontext, None, *grads)
+        gx, gcontext, grads = stack_backward(ctx.saved_tensors, ctx.plan, ctx.metas, ctx.counts, gy, glogdet,
+                                             ctx.needs_input_grad[1], ctx.needs_input_grad[0])
+        return (gx, gcontext, None, *grads)
+
+
+class FusedNormalLogProb(torch.autograd.Function):
+    """``apply(x, context, plan, *tensors) -> log p(x)`` for a flow whose whole transform is one fused run and
+    whose base is N(0, I): log p(x) = -(1/2) sum_d y_d^2 - (D/2) log 2 pi + log|det|, y = f(x).  Backward:
+    g_y = -y g, g_log|det| = g.  It spares the base density's and the sum's autograd nodes (about 0.1 ms
+    a step for MAF on 2-D data)."""
+
+    @staticmethod
+    def forward(ctx, x, context, plan, *tensors):
+        y, total, saved, ctx.metas, ctx.counts = stack_forward(x, context, plan, tensors)
+        ctx.save_for_backward(y, *saved)
+        ctx.plan = plan
+        d = y[0].numel()  # (the arithmetic of StandardNormal.log_prob, then + log|det|)
+        return (-0.5 * y.square().flatten(1).sum(1) - 0.5 * d * LOG_2PI) + total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, glp):
+        y, *saved = ctx.saved_tensors
+        gy = y * glp.view(-1, *([1] * (y.dim() - 1))).neg()
+        gx, gcontext, grads = stack_backward(saved, ctx.plan, ctx.metas, ctx.counts, gy, glp,
+                                             ctx.needs_input_grad[1], ctx.needs_input_grad[0])
+        return (gx, gcontext, None, *grads)
 
 
 def fused_specs(bijections) -> list:
@@ -118,3 +154,10 @@ def run_fused(specs: list, x, context):
     plan = tuple((kind, static, len(tensors)) for kind, static, tensors in specs)
     tensors = [t for _, _, ts in specs for t in ts]
     return FusedStack.apply(x, context, plan, *tensors)
+
+
+def run_fused_normal_log_prob(specs: list, x, context):
+    """log N(f(x); 0, I) + log|det df/dx| of consecutive fusable layers with these specs, as one node."""
+    plan = tuple((kind, static, len(tensors)) for kind, static, tensors in specs)
+    tensors = [t for _, _, ts in specs for t in ts]
+    return FusedNormalLogProb.apply(x, context, plan, *tensors)

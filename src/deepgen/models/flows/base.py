@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from deepgen.bijections import Bijection, Flatten, Logit
+from deepgen.bijections import Bijection, Compose, Flatten, Logit
 from deepgen.data.dequantize import dequantize, quantize
 from deepgen.data.spec import DataSpec
 from deepgen.distributions import StandardNormal
@@ -58,8 +58,12 @@ class Flow(GenerativeModel):
             x, correction = self.dequantize(x)
         else:
             x, correction = self.to_model_space(x), self.preprocess_log_det()
-        z, logabsdet = self.transform(x, context)
-        log_p = self.base.log_prob(z) + logabsdet
+        log_p = None
+        if type(self.base) is StandardNormal and type(self.transform) is Compose:  # one fused node if it can
+            log_p = self.transform.normal_log_prob(x, context)
+        if log_p is None:
+            z, logabsdet = self.transform(x, context)
+            log_p = self.base.log_prob(z) + logabsdet
         return log_p if isinstance(correction, float) and correction == 0.0 else log_p + correction
 
     def dequantize(self, k):
