@@ -74,8 +74,8 @@ def ood_command(run, ood: list[str] | None = None, scores: list[str] | None = No
     the run's model).  Prints (``verbose``) and returns one dict per (score, set) with exactly the keys
     :data:`KEYS`; writes the table and histograms to ``out`` (default RUN/ood).
 
-    ``background``: the background run of ``likelihood-ratio`` (default RUN/ood/background when
-    trained); ``ensemble``: further runs of the same data for the ``ensemble`` score (with ``run``);
+    ``background``: the background run of ``likelihood-ratio`` and ``composite-ratio`` (default
+    RUN/ood/background when trained); ``ensemble``: further runs of the same data for the ``ensemble`` score (with ``run``);
     ``transforms``: the mirror images of ``transform-ratio`` and ``composite-ratio`` (default hflip, vflip).
     """
     info = load_run(run)
