@@ -48,6 +48,10 @@ def test_fast_step_equals_adam_bit_for_bit(weight_decay):
     for p, q in zip(a.parameters(), b.parameters()):
         sa, sb = opt_a.state[p], opt_b.state[q]
         assert all(torch.equal(sa[key], sb[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
+    # the step counts are views of one tensor, but the state_dict holds each parameter's own count
+    steps = [s["step"] for s in opt_b.state_dict()["state"].values()]
+    assert len({t.data_ptr() for t in steps}) == len(steps) and [float(t) for t in steps] == \
+        [float(opt_a.state[p]["step"]) for p in a.parameters()]
 
 
 def test_other_optimizers_take_their_own_step():

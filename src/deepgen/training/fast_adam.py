@@ -32,7 +32,8 @@ class FastAdamStep:
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
         self.eligible = eligible(optimizer)
-        self._groups: list | None = None  # per group: (params, exp_avgs, exp_avg_sqs, steps, first state, last state)
+        # per group: (params, exp_avgs, exp_avg_sqs, steps, first state, last state, the steps' shared tensor or None)
+        self._groups: list | None = None
 
     def step(self) -> None:
         opt = self.optimizer
@@ -44,9 +45,13 @@ class FastAdamStep:
             opt.step()  # (initialises the state on the first step)
             self._groups = self._collect()
             return
-        for group, (params, exp_avgs, exp_avg_sqs, steps, _, _), gs in zip(opt.param_groups, self._groups, grads):
+        for group, (params, exp_avgs, exp_avg_sqs, steps, _, _, counter), gs in zip(opt.param_groups, self._groups,
+                                                                                    grads):
             beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
+            if counter is not None:
+                counter.add_(1)  # every parameter's step at once (they are views of it)
+            else:
+                torch._foreach_add_(steps, 1)
             torch._fused_adam_(params, gs, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                                beta1=float(beta1), beta2=float(beta2), weight_decay=group["weight_decay"],
                                eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
@@ -64,6 +69,8 @@ class FastAdamStep:
                 return False
             if cached[4].get("exp_avg") is not cached[1][0] or cached[5].get("exp_avg_sq") is not cached[2][-1]:
                 return False
+            if cached[4].get("step") is not cached[3][0] or cached[5].get("step") is not cached[3][-1]:
+                return False
         return True
 
     def _collect(self) -> list | None:
@@ -76,8 +83,17 @@ class FastAdamStep:
             steps = [s["step"] for s in states]
             if any(not torch.is_tensor(t) or t.device != p.device for t, p in zip(steps, params)):
                 return None
+            counter = None
+            if all(t.dim() == 0 and t.dtype == steps[0].dtype for t in steps):
+                # One tensor of the group's step counts, each parameter's "step" a view of one entry: a step adds
+                # 1 to all of them in one op (``_foreach_add_`` on CPU is a loop, about 2 us a tensor).  The
+                # optimizer's own step, state_dict and load_state_dict see ordinary 0-dim tensors.
+                counter = torch.stack([t.detach() for t in steps])
+                steps = list(counter.unbind(0))
+                for state, view in zip(states, steps):
+                    state["step"] = view
             groups.append((params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps,
-                           states[0], states[-1]))
+                           states[0], states[-1], counter))
         return groups
 
 
