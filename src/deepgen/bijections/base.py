@@ -40,8 +40,10 @@ class Compose(Bijection):
     def forward(self, x, context=None):
         """Runs of two or more consecutive fusable layers go through one autograd node
         (:mod:`deepgen.bijections.fused_stack`); the others are called one by one."""
+        return self._forward(x, context, fused_specs(self.bijections))
+
+    def _forward(self, x, context, specs: list):
         total = None  # a fused run's log|det| is a fresh (B,) tensor: the first one starts the sum as it is
-        specs = fused_specs(self.bijections)
         i, n = 0, len(specs)
         while i < n:
             j = i
@@ -58,13 +60,24 @@ class Compose(Bijection):
             total = ld if total is None else total + ld
         return x, x.new_zeros(x.shape[0]) if total is None else total
 
+    def _specs(self) -> tuple[list, bool]:
+        """The layers' fused specs, and whether the whole chain is one run of two or more fusable layers."""
+        specs = fused_specs(self.bijections)
+        return specs, len(specs) >= 2 and all(spec is not None for spec in specs)
+
     def normal_log_prob(self, x, context=None):
         """log N(f(x); 0, I) + log|det df/dx| as one autograd node when the whole chain is one run of two or
         more fusable layers (:class:`~deepgen.bijections.fused_stack.FusedNormalLogProb`); else None."""
-        specs = fused_specs(self.bijections)
-        if len(specs) < 2 or any(spec is None for spec in specs):
-            return None
-        return run_fused_normal_log_prob(specs, x, context)
+        specs, whole = self._specs()
+        return run_fused_normal_log_prob(specs, x, context) if whole else None
+
+    def normal_log_prob_or_forward(self, x, context=None):
+        """(:meth:`normal_log_prob`, None) when the whole chain fuses, else (None, ``forward(x, context)``): what a
+        flow with a N(0, I) base needs, the layers' specs built once either way."""
+        specs, whole = self._specs()
+        if whole:
+            return run_fused_normal_log_prob(specs, x, context), None
+        return None, self._forward(x, context, specs)
 
     def inverse(self, y, context=None):
         total = y.new_zeros(y.shape[0])

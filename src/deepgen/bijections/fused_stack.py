@@ -149,15 +149,18 @@ def fused_specs(bijections) -> list:
     return [b.fused_spec() if hasattr(b, "fused_spec") else None for b in bijections]
 
 
+def _plan(specs: list) -> tuple[tuple, list]:
+    """(plan, tensors) of the specs: ((kind, static, n_tensors), ...) and every layer's tensors in order."""
+    return tuple((kind, static, len(tensors)) for kind, static, tensors in specs), [t for _, _, ts in specs for t in ts]
+
+
 def run_fused(specs: list, x, context):
     """(y, log|det|) of consecutive fusable layers with these specs, as one node."""
-    plan = tuple((kind, static, len(tensors)) for kind, static, tensors in specs)
-    tensors = [t for _, _, ts in specs for t in ts]
+    plan, tensors = _plan(specs)
     return FusedStack.apply(x, context, plan, *tensors)
 
 
 def run_fused_normal_log_prob(specs: list, x, context):
     """log N(f(x); 0, I) + log|det df/dx| of consecutive fusable layers with these specs, as one node."""
-    plan = tuple((kind, static, len(tensors)) for kind, static, tensors in specs)
-    tensors = [t for _, _, ts in specs for t in ts]
+    plan, tensors = _plan(specs)
     return FusedNormalLogProb.apply(x, context, plan, *tensors)

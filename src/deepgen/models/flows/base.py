@@ -58,11 +58,12 @@ class Flow(GenerativeModel):
             x, correction = self.dequantize(x)
         else:
             x, correction = self.to_model_space(x), self.preprocess_log_det()
-        log_p = None
         if type(self.base) is StandardNormal and type(self.transform) is Compose:  # one fused node if it can
-            log_p = self.transform.normal_log_prob(x, context)
+            log_p, z_logdet = self.transform.normal_log_prob_or_forward(x, context)
+        else:
+            log_p, z_logdet = None, self.transform(x, context)
         if log_p is None:
-            z, logabsdet = self.transform(x, context)
+            z, logabsdet = z_logdet
             log_p = self.base.log_prob(z) + logabsdet
         return log_p if isinstance(correction, float) and correction == 0.0 else log_p + correction
 
