@@ -17,7 +17,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from deepgen.bijections.fused_stack import fused_specs, run_fused, run_fused_normal_log_prob
+from deepgen.bijections.fused_stack import fused_specs, plan_of, run_fused, run_fused_normal_log_prob
 
 
 class Bijection(nn.Module):
@@ -70,6 +70,12 @@ class Compose(Bijection):
         more fusable layers (:class:`~deepgen.bijections.fused_stack.FusedNormalLogProb`); else None."""
         specs, whole = self._specs()
         return run_fused_normal_log_prob(specs, x, context) if whole else None
+
+    def fused_plan(self) -> tuple[tuple, list] | None:
+        """(plan, tensors) of the whole chain as one fused run (for
+        :func:`~deepgen.bijections.fused_stack.normal_log_prob_and_grads`), or None when it is not one."""
+        specs, whole = self._specs()
+        return plan_of(specs) if whole else None
 
     def normal_log_prob_or_forward(self, x, context=None):
         """(:meth:`normal_log_prob`, None) when the whole chain fuses, else (None, ``forward(x, context)``): what a

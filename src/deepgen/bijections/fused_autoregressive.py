@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from deepgen.ops import mm_skinny
+
 _THRESHOLD_BACKWARD = torch.ops.aten.threshold_backward.default  # g [h > 0] (the overload: no per-call lookup)
 
 
@@ -59,12 +61,12 @@ def made_mlp_backward(gout, parts, n_hidden: int, has_direct: bool, need_h0: boo
     for i in reversed(range(n_hidden + 1)):
         if i < n_hidden:
             gh = _THRESHOLD_BACKWARD(gh, hidden[i + 1], 0.0)
-        gw = gh.t().mm(hidden[i])
-        grads = [gw if masks[i] is None else gw * masks[i], None, gh.sum(0)] + grads
-        gh = gh.mm(effective[i]) if i > 0 or need_h0 else None
+        gw = mm_skinny(gh.t(), hidden[i])  # (the first layer's: few columns, see mm_skinny)
+        grads = [gw if masks[i] is None else masks[i] * gw, None, gh.sum(0)] + grads  # (mask first: its layout)
+        gh = mm_skinny(gh, effective[i]) if i > 0 or need_h0 else None
     if has_direct:
         gw = gout.t().mm(hidden[0])
-        grads += [gw if masks[-1] is None else gw * masks[-1], None]
+        grads += [gw if masks[-1] is None else masks[-1] * gw, None]
         if need_h0:
             gh = gh + gout.mm(effective[-1])
     return gh, grads

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from deepgen.ops import mm_skinny
+
 
 def coupling_forward(x, context, kept, free, bound: float, affine: bool, params):
     """(y, log|det|, saved tensors, meta) of the coupling above; ``params`` = (W_1, b_1, ..., W_o, b_o)."""
@@ -76,8 +78,8 @@ def coupling_backward(saved, meta, gy, glogdet, need_context: bool, need_input: 
     need_h0 = need_input or (has_context and need_context)  # the gradient of [x_k, c] at all?
     for i in reversed(range(n_hidden - 1)):
         gpre = torch.ops.aten.threshold_backward(gh, hidden[i + 1], 0.0)  # gh where h > 0, else 0 (one op)
-        grads[2 * i], grads[2 * i + 1] = gpre.t().mm(hidden[i]), gpre.sum(0)
-        gh = gpre.mm(params[2 * i]) if i > 0 or need_h0 else None
+        grads[2 * i], grads[2 * i + 1] = mm_skinny(gpre.t(), hidden[i]), gpre.sum(0)  # (see mm_skinny)
+        gh = mm_skinny(gpre, params[2 * i]) if i > 0 or need_h0 else None
     # g_x: g_y with its free columns replaced by g_x,f and g_h's kept part added to its kept columns (two
     # out-of-place index ops: autograd's batched gradients (jacobian(vectorize=True)) take them; a whole-range
     # slice would be an alias, which they cannot take)

@@ -188,6 +188,13 @@ class GenerativeModel(nn.Module):
         nll = -self.log_prob(x, context).mean()
         return {"loss": nll, "nll": nll.detach()}
 
+    def loss_and_gradients(self, batch) -> dict[str, torch.Tensor] | None:
+        """``loss(batch)`` with the gradient of its ``loss`` already accumulated into every parameter's ``.grad``
+        (what ``loss(batch)["loss"].backward()`` gives), for a model that can compute it without autograd's
+        graph; None (nothing computed, nothing drawn) where it cannot: the caller then runs ``loss`` and
+        ``backward``.  The training loop of one process uses it (see :class:`~deepgen.models.flows.base.Flow`)."""
+        return None
+
     # --- declarations ---------------------------------------------------------
     @property
     def is_conditional(self) -> bool:

@@ -82,16 +82,19 @@ class LikelihoodModule(pl.LightningModule):
         direct = self._direct(opt)
         for i in range(steps):
             b = batch if k == 1 else tuple(t[i * size:(i + 1) * size] for t in batch)
-            out = self.step_loss(b)
-            self._terms = {key: v.detach() for key, v in out.items() if torch.is_tensor(v)}
             if direct:  # what zero_grad(set_to_none=True) does, without its profiler wrapper (~0.1 ms a step)
                 for group in opt.optimizer.param_groups:
                     for p in group["params"]:
                         p.grad = None
+                out = self.direct_loss(b)  # the gradients already in .grad, or None
+                if out is None:
+                    out = self.step_loss(b)
+                    out["loss"].backward()
             else:
+                out = self.step_loss(b)
                 opt.zero_grad(set_to_none=True)
+            self._terms = {key: v.detach() for key, v in out.items() if torch.is_tensor(v)}
             if direct:
-                out["loss"].backward()
                 self.on_before_optimizer_step(opt.optimizer)
                 opt._on_before_step()
                 self._fast_step(opt.optimizer)
@@ -118,6 +121,14 @@ class LikelihoodModule(pl.LightningModule):
     def step_loss(self, batch) -> dict:
         """The loss dict of one step's batch (``loss`` is minimised; the other tensors are logged)."""
         return self.compiled(batch) if self.compiled is not None else self.model.loss(batch)
+
+    def direct_loss(self, batch) -> dict | None:
+        """``model.loss_and_gradients(batch)`` (the loss with its gradients already accumulated, without autograd's
+        graph) where the step loss is the model's own ``loss`` (not compiled, not a subclass's objective); else
+        None."""
+        if self.compiled is not None or type(self).step_loss is not LikelihoodModule.step_loss:
+            return None
+        return self.model.loss_and_gradients(batch)
 
     def _direct(self, opt) -> bool:
         """Take the step without Lightning's wrappers?  Yes in one process at 32-bit precision (no gradient

@@ -18,11 +18,12 @@ import math
 import torch
 
 from deepgen.bijections import Bijection, Compose, Flatten, Logit
+from deepgen.bijections.fused_stack import accumulate_grads, normal_log_prob_and_grads
 from deepgen.data.dequantize import dequantize, quantize
 from deepgen.data.spec import DataSpec
 from deepgen.distributions import StandardNormal
 from deepgen.errors import ConfigError
-from deepgen.models.base import GenerativeModel
+from deepgen.models.base import GenerativeModel, unpack_batch
 from deepgen.models.flows.dequantizer import VariationalDequantizer
 
 
@@ -66,6 +67,53 @@ class Flow(GenerativeModel):
             z, logabsdet = z_logdet
             log_p = self.base.log_prob(z) + logabsdet
         return log_p if isinstance(correction, float) and correction == 0.0 else log_p + correction
+
+    def loss_and_gradients(self, batch):
+        """The mean negative log-likelihood of ``batch`` (nats) with its parameter gradients accumulated into
+        ``.grad``, without autograd's graph, when the whole transform is one fused run
+        (:meth:`~deepgen.bijections.base.Compose.fused_plan`) under the N(0, I) base: the fused layers'
+        forward, then their written-out backward seeded with g = d loss / d log p(x_i) = -1/B
+        (:func:`~deepgen.bijections.fused_stack.normal_log_prob_and_grads`): the numbers ``loss(batch)`` and
+        ``backward()`` give, bit for bit (tested), about 20 % faster a step for MAF on 2-D data.  None (the
+        caller takes the autograd path) for any other flow: another base or transform, variational
+        dequantization, a subclass with its own ``loss``, gradients off, an input or context that requires a
+        gradient, a parameter with hooks or outside the fused run (checked once per set of run tensors)."""
+        if (type(self).loss is not GenerativeModel.loss or self.dequantizer is not None
+                or type(self.base) is not StandardNormal or type(self.transform) is not Compose
+                or not torch.is_grad_enabled()):
+            return None
+        run = self.transform.fused_plan()
+        if run is None:
+            return None
+        plan, tensors = run
+        if not self._run_covers_parameters(tensors):
+            return None
+        x, context = unpack_batch(batch)
+        context = self.check_context(context, len(x))
+        if x.requires_grad or (context is not None and context.requires_grad):
+            return None
+        if self.spec.levels is not None:
+            x, correction = self.dequantize(x)  # (uniform: u ~ U[0, 1), no parameters)
+        else:
+            x, correction = self.to_model_space(x), self.preprocess_log_det()
+        glp = torch.full((len(x),), -1.0, dtype=x.dtype, device=x.device) / len(x)  # (-1 / B as MeanBackward has it)
+        log_p, grads = normal_log_prob_and_grads(x, context, plan, tensors, glp)
+        with torch.no_grad():
+            if not (isinstance(correction, float) and correction == 0.0):
+                log_p = log_p + correction
+            nll = -log_p.mean()
+        accumulate_grads(tensors, grads)
+        return {"loss": nll, "nll": nll}
+
+    def _run_covers_parameters(self, tensors) -> bool:
+        """Does every parameter of this flow that requires a gradient appear among the fused run's tensors, and
+        has none of them a gradient hook?  (The first part is cached per set of run tensors.)"""
+        key = tuple(map(id, tensors))
+        if getattr(self, "_covered", (None,))[0] != key:
+            ids = set(key)
+            self._covered = (key, all(id(p) in ids for p in self.parameters() if p.requires_grad))
+        return self._covered[1] and not any(t is not None and (t._backward_hooks or t._post_accumulate_grad_hooks)
+                                            for t in tensors)
 
     def dequantize(self, k):
         """(y, correction): y = (k + u) / L with u ~ U[0, 1) or u ~ q(u | k), and the per-example
