@@ -479,6 +479,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         nll = [r["nll_nats"] for r in rs]
         mean = statistics.fmean(nll)
         inter = [r["interleaved_steps_per_s"] for r in rs if r["interleaved_steps_per_s"] is not None]
+        whole = [r["whole_rounds_steps_per_s"] for r in rs if r.get("whole_rounds_steps_per_s") is not None]
         out.append({
             "dataset": key[0], "library": key[1], "loop": key[2], "arch": rs[0]["arch"],
             "seeds": [r["seed"] for r in rs], "params": rs[0]["params"], "live_params": rs[0]["live_params"],
@@ -487,6 +488,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "bits_per_dim": mean * rs[0]["bits_per_dim"] / rs[0]["nll_nats"],
             "steps_per_s": statistics.median(r["steps_per_s"] for r in rs),
             "interleaved_steps_per_s": statistics.median(inter) if inter else None,
+            "whole_rounds_steps_per_s": statistics.median(whole) if whole else None,
             "train_s": statistics.fmean(r["train_s"] for r in rs),
             "load_1min": statistics.fmean(r["load_1min"] for r in rs),
         })
@@ -519,6 +521,9 @@ def comparisons(rows: list[dict], summary: list[dict]) -> list[dict]:
                 inter = None
                 if loop == "plain" and ours_plain["interleaved_steps_per_s"] and theirs["interleaved_steps_per_s"]:
                     inter = ours_plain["interleaved_steps_per_s"] / theirs["interleaved_steps_per_s"]
+                if loop == "lightning" and mine["interleaved_steps_per_s"] and theirs.get("whole_rounds_steps_per_s"):
+                    # whole runs re-timed round-robin (maf_nsf_vs_peers --whole-rounds): train() against the plain loop
+                    inter = mine["interleaved_steps_per_s"] / theirs["whole_rounds_steps_per_s"]
                 out.append({
                     "dataset": d, "deepgen_loop": loop, "peer": peer,
                     "nll_ratio": mine["nll_nats"] / theirs["nll_nats"],
