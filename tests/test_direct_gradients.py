@@ -84,6 +84,18 @@ def test_gradients_accumulate_as_backward_does():
         assert torch.equal(p.grad, q.grad)
 
 
+@pytest.mark.parametrize("name", ["maf", "realnvp"])
+def test_a_parameter_shared_between_layers_gets_autograds_sum(name):
+    a, b = pair(name, MOONS, SMALL[name])
+    for m in (a, b):  # the third layer's first conditioner weight is the first layer's
+        layers = m.transform.bijections
+        first = [mod for mod in layers[0].modules() if isinstance(getattr(mod, "weight", None), torch.nn.Parameter)][0]
+        third = [mod for mod in layers[2].modules() if isinstance(getattr(mod, "weight", None), torch.nn.Parameter)][0]
+        third.weight = first.weight
+    assert_same_step(a, b, (torch.randn(40, 2),))
+    assert_same_step(a, b, (torch.randn(40, 2),), seed=1)  # accumulated onto the first call's: grad + (g1 + g2)
+
+
 def unchanged_rng(fn):
     state = torch.get_rng_state()
     out = fn()
@@ -93,7 +105,9 @@ def unchanged_rng(fn):
 
 @pytest.mark.parametrize("case", ["iaf", "glow-like: a layer that cannot fuse", "variational dequantization",
                                   "a parameter outside the run", "a gradient hook", "gradients off",
-                                  "an input that requires a gradient", "a subclass with its own loss"])
+                                  "an input that requires a gradient", "a subclass with its own loss",
+                                  "a subclass with its own log_prob", "a preprocessing buffer that requires a gradient",
+                                  "every parameter frozen"])
 def test_none_where_the_path_does_not_apply(case):
     spec, params, name = MOONS, dict(SMALL["maf"]), "maf"
     if case == "iaf":
@@ -117,13 +131,26 @@ def test_none_where_the_path_does_not_apply(case):
                 return {**out, "loss": 2 * out["loss"]}
 
         flow.__class__ = Weighted
+    elif case == "a subclass with its own log_prob":
+        class Tempered(type(flow)):
+            def log_prob(self, x, context=None):
+                return 0.5 * super().log_prob(x, context)
+
+        flow.__class__ = Tempered
+    elif case == "a preprocessing buffer that requires a gradient":
+        flow.data_loc.requires_grad_()
+    elif case == "every parameter frozen":
+        flow.requires_grad_(False)
     if case == "gradients off":
         with torch.no_grad():
             assert unchanged_rng(lambda: flow.loss_and_gradients((x,))) is None
     else:
         assert unchanged_rng(lambda: flow.loss_and_gradients((x,))) is None
     assert all(p.grad is None for p in flow.parameters())
-    if case != "gradients off":  # the autograd path still trains it
+    if case == "every parameter frozen":  # autograd's own error stays the caller's to see
+        with pytest.raises(RuntimeError, match="does not require grad"):
+            flow.loss((x,))["loss"].backward()
+    elif case != "gradients off":  # the autograd path still trains it
         flow.loss((x,))["loss"].backward()
         assert any(p.grad is not None for p in flow.parameters())
 

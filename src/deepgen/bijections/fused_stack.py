@@ -168,10 +168,16 @@ def normal_log_prob_and_grads(x, context, plan, tensors, glp):
 
 def accumulate_grads(tensors, grads) -> None:
     """``t.grad += g`` (or ``t.grad = g`` when it is None) for each tensor that requires a gradient, as autograd's
-    accumulation does: a gradient whose strides differ from its tensor's is copied into the tensor's layout."""
+    accumulation does: a tensor listed more than once (shared between layers) first sums its gradients in list
+    order, as autograd's input buffer does, and a gradient whose strides differ from its tensor's is copied into
+    the tensor's layout."""
+    total: dict = {}
     for t, g in zip(tensors, grads):
         if g is None or not t.requires_grad:
             continue
+        key = id(t)
+        total[key] = (t, g) if key not in total else (t, total[key][1] + g)
+    for t, g in total.values():
         if g.stride() != t.stride():
             g = torch.empty_like(t).copy_(g)
         if t.grad is None:

@@ -76,11 +76,14 @@ class Flow(GenerativeModel):
         (:func:`~deepgen.bijections.fused_stack.normal_log_prob_and_grads`): the numbers ``loss(batch)`` and
         ``backward()`` give, bit for bit (tested), about 20 % faster a step for MAF on 2-D data.  None (the
         caller takes the autograd path) for any other flow: another base or transform, variational
-        dequantization, a subclass with its own ``loss``, gradients off, an input or context that requires a
-        gradient, a parameter with hooks or outside the fused run (checked once per set of run tensors)."""
-        if (type(self).loss is not GenerativeModel.loss or self.dequantizer is not None
-                or type(self.base) is not StandardNormal or type(self.transform) is not Compose
-                or not torch.is_grad_enabled()):
+        dequantization, a subclass with its own ``loss`` or ``log_prob``, gradients off, an input, context or
+        preprocessing that requires a gradient, no run tensor that requires one (autograd's error then), a
+        parameter with a tensor hook or outside the fused run (checked once per set of run tensors).  Hooks
+        registered on a parameter's accumulation node (``grad_fn.next_functions``, as DDP's reducer does) do
+        not run: the training loop takes this path in one process only."""
+        if (type(self).loss is not GenerativeModel.loss or type(self).log_prob is not Flow.log_prob
+                or self.dequantizer is not None or type(self.base) is not StandardNormal
+                or type(self.transform) is not Compose or not torch.is_grad_enabled()):
             return None
         run = self.transform.fused_plan()
         if run is None:
@@ -96,6 +99,8 @@ class Flow(GenerativeModel):
             x, correction = self.dequantize(x)  # (uniform: u ~ U[0, 1), no parameters)
         else:
             x, correction = self.to_model_space(x), self.preprocess_log_det()
+            if x.requires_grad or (torch.is_tensor(correction) and correction.requires_grad):
+                return None  # (a preprocessing buffer that requires a gradient; nothing was drawn)
         glp = torch.full((len(x),), -1.0, dtype=x.dtype, device=x.device) / len(x)  # (-1 / B as MeanBackward has it)
         log_p, grads = normal_log_prob_and_grads(x, context, plan, tensors, glp)
         with torch.no_grad():
@@ -106,14 +111,17 @@ class Flow(GenerativeModel):
         return {"loss": nll, "nll": nll}
 
     def _run_covers_parameters(self, tensors) -> bool:
-        """Does every parameter of this flow that requires a gradient appear among the fused run's tensors, and
-        has none of them a gradient hook?  (The first part is cached per set of run tensors.)"""
+        """Does every parameter of this flow that requires a gradient appear among the fused run's tensors, does
+        one of them require a gradient, and has none a tensor hook?  (The first part is cached per set of run
+        tensors.)"""
         key = tuple(map(id, tensors))
         if getattr(self, "_covered", (None,))[0] != key:
             ids = set(key)
             self._covered = (key, all(id(p) in ids for p in self.parameters() if p.requires_grad))
-        return self._covered[1] and not any(t is not None and (t._backward_hooks or t._post_accumulate_grad_hooks)
-                                            for t in tensors)
+        if not self._covered[1]:
+            return False
+        trained = [t for t in tensors if t is not None and t.requires_grad]
+        return bool(trained) and not any(t._backward_hooks or t._post_accumulate_grad_hooks for t in trained)
 
     def dequantize(self, k):
         """(y, correction): y = (k + u) / L with u ~ U[0, 1) or u ~ q(u | k), and the per-example
