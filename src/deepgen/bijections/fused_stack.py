@@ -157,7 +157,7 @@ def normal_log_prob_and_grads(x, context, plan, tensors, glp):
     that get none]) of :class:`FusedNormalLogProb`'s flow, without autograd: its forward, then its written-out
     backward with g = ``glp``.  The same functions on the same tensors as ``apply(...)`` then
     ``backward(glp)`` (so the same numbers), without the autograd node, the saved-tensor bookkeeping and the
-    engine's per-parameter accumulation (about 0.5 ms of a 2.6 ms MAF training step on 2-D data).  No gradient
+    engine's per-parameter accumulation (0.4-0.6 ms of a 2.5-3 ms MAF step on 2-D data, timed in one process).  No gradient
     for x or the context: the caller uses it where they are data."""
     with torch.no_grad():
         y, total, saved, metas, counts = stack_forward(x, context, plan, tensors)
